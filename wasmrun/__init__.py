@@ -1,0 +1,28 @@
+"""wasmrun: run untrusted, LLM-generated Python in CPython-on-WASI, inside your process.
+
+>>> import wasmrun
+>>> wasmrun.run("print(6 * 7)").stdout
+'42\\n'
+"""
+
+from ._errors import ImageError, ReentrancyError, SandboxClosedError, WasmrunError
+from ._limits import Limits
+from ._result import ErrorKind, Result, RunError, RunStats
+from ._sandbox import Sandbox, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ErrorKind",
+    "ImageError",
+    "Limits",
+    "ReentrancyError",
+    "Result",
+    "RunError",
+    "RunStats",
+    "Sandbox",
+    "SandboxClosedError",
+    "WasmrunError",
+    "__version__",
+    "run",
+]

@@ -1,0 +1,91 @@
+"""The outcome of one run: frozen, typed records that are safe to log and serialise."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+ErrorKind = Literal["syntax", "exception", "timeout", "fuel", "memory", "output_limit", "tool", "internal"]
+"""Why a run failed.
+
+* ``syntax``: the code could not be compiled (also: NUL bytes, lone surrogates,
+  code over ``Limits.max_code_bytes``, nesting too deep for the parser).
+* ``exception``: the code raised (including ``SystemExit`` with a non-zero code).
+* ``timeout``: the wall-clock deadline passed (``Limits.timeout_s``).
+* ``fuel``: the CPU budget ran out (``Limits.fuel``).
+* ``memory``: the memory cap was hit (``MemoryError`` or a refused allocation).
+* ``output_limit``: stdout or stderr exceeded ``Limits.max_output_bytes``.
+* ``tool``: a tool call failed and the code did not catch ``tools.ToolError``.
+* ``internal``: the guest crashed in a way none of the above explains.
+"""
+
+
+class RunError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a run failed. ``lineno`` and ``traceback`` refer to the user's own code."""
+
+    kind: ErrorKind
+    type: str
+    message: str
+    traceback: str = ""
+    lineno: int | None = None
+
+
+class RunStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run consumed."""
+
+    duration_s: float
+    fuel_used: int
+    memory_bytes: int | None
+    tool_calls: int = 0
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a run produced.
+
+    ``stdout``/``stderr`` hold what the guest printed (up to the output cap);
+    ``value`` is the ``repr`` of the last expression, like a REPL, or ``None``.
+    """
+
+    code: str
+    stdout: str
+    stderr: str
+    value: str | None
+    error: RunError | None
+    stats: RunStats
+    exit_code: int | None = None
+    files: dict[str, bytes] = msgspec.field(default_factory=dict)
+    tool_calls: tuple[Any, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the code ran to the end (or exited with code 0)."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible data (bytes are base64), e.g. for ``--json`` output."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        data["ok"] = self.ok
+        return data
+
+
+class GuestError(msgspec.Struct, frozen=True):
+    """The error record the guest shim reports (see python-wasm/guest/app.py)."""
+
+    kind: Literal["syntax", "exception", "memory", "tool"]
+    type: str
+    message: str
+    traceback: str
+    lineno: int | None
+
+
+class GuestOutcome(msgspec.Struct, frozen=True):
+    """What the guest's ``run`` export returns, decoded with a typed decoder."""
+
+    value: str | None
+    value_truncated: bool
+    error: GuestError | None
+    exit_code: int | None
+
+
+GUEST_OUTCOME = msgspec.json.Decoder(GuestOutcome)

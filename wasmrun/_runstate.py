@@ -1,0 +1,105 @@
+"""Per-run bookkeeping shared by the host functions of one guest instance.
+
+Host functions are registered once per linker, but every run needs its own
+output buffers, timers and deadline. wasmtime calls host functions on the thread
+that entered the guest, so the run in progress is found through a thread-local:
+concurrent runs on other threads each see their own state, and outcomes are
+classified from this state, never from wasmtime-py's process-global
+"last exception" (which another thread may have overwritten).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_local = threading.local()
+
+
+class Trap(Exception):
+    """Raised inside a host function to stop the guest; the message names the reason."""
+
+
+@dataclass
+class RunState:
+    """Everything the host knows about one run while the guest executes."""
+
+    deadline_ns: int
+    max_output_bytes: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    timed_out: bool = False
+    output_exceeded: str | None = None
+    internal_error: str | None = None
+    tool_error: str | None = None
+    tool_calls: int = 0
+    tool_dispatch: Any = None
+    _pollables: dict[int, int] = field(default_factory=dict)
+    _next_rep: int = 16
+
+    # -- timers ---------------------------------------------------------------
+    def new_pollable(self, deadline_ns: int) -> int:
+        rep = self._next_rep
+        self._next_rep += 1
+        self._pollables[rep] = deadline_ns
+        return rep
+
+    def drop_pollable(self, rep: int) -> None:
+        self._pollables.pop(rep, None)
+
+    def pollable_ready(self, rep: int) -> bool:
+        return self._pollables.get(rep, 0) <= time.monotonic_ns()
+
+    def check_deadline(self) -> None:
+        if self.cancel.is_set():
+            self.timed_out = True
+            raise Trap("run cancelled")
+        if time.monotonic_ns() >= self.deadline_ns:
+            self.timed_out = True
+            raise Trap("deadline exceeded")
+
+    def wait_any(self, reps: list[int]) -> list[int]:
+        """Block until one of `reps` is ready, but never past the run's deadline."""
+        while True:
+            self.check_deadline()
+            now = time.monotonic_ns()
+            wakes = [self._pollables.get(rep, 0) for rep in reps]
+            ready = [i for i, wake in enumerate(wakes) if wake <= now]
+            if ready or not reps:
+                return ready
+            wake = min(min(wakes), self.deadline_ns)
+            self.cancel.wait((wake - now) / 1e9)
+
+    # -- output ---------------------------------------------------------------
+    def write_output(self, rep: int, data: bytes) -> None:
+        if rep == 1:
+            buf, name = self.stdout, "stdout"
+        elif rep == 2:
+            buf, name = self.stderr, "stderr"
+        else:
+            raise Trap(f"write to unknown stream {rep}")
+        room = self.max_output_bytes - len(buf)
+        if len(data) > room:
+            buf += data[: max(room, 0)]
+            self.output_exceeded = name
+            raise Trap(f"{name} exceeded {self.max_output_bytes} bytes")
+        buf += data
+
+
+def current_run(required: bool = True) -> Any:
+    """The RunState of the run executing on this thread."""
+    run = getattr(_local, "run", None)
+    if run is None and required:
+        raise Trap("host function called outside of a run")
+    return run
+
+
+def enter_run(run: RunState) -> None:
+    _local.run = run
+
+
+def leave_run() -> None:
+    _local.run = None

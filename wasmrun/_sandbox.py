@@ -1,0 +1,200 @@
+"""`Sandbox`: run untrusted Python in a fresh, limited CPython-on-WASI instance."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import wasmtime
+
+from ._errors import ReentrancyError, SandboxClosedError
+from ._limits import Limits
+from ._result import GUEST_OUTCOME, Result, RunError, RunStats
+from ._runstate import RunState, current_run, enter_run, leave_run
+from ._runtime import Runtime, shared_runtime
+
+ToolDispatch = Callable[[RunState, str, str], Any]
+
+
+def _failure(code: str, kind: Any, type_: str, message: str, started: float, fuel: int = 0) -> Result:
+    return Result(
+        code=code,
+        stdout="",
+        stderr="",
+        value=None,
+        error=RunError(kind=kind, type=type_, message=message),
+        stats=RunStats(duration_s=time.perf_counter() - started, fuel_used=fuel, memory_bytes=None),
+    )
+
+
+class Sandbox:
+    """A reusable, thread-safe factory of isolated runs.
+
+    Every `run()` gets a fresh guest instance from the pristine interpreter
+    snapshot: nothing (globals, imported modules, random state, files) carries
+    over from one run to the next. The sandbox itself only holds configuration.
+
+    >>> with Sandbox(limits=Limits(timeout_s=2)) as sandbox:
+    ...     result = sandbox.run("sum(range(10))")
+    >>> result.value
+    '45'
+    """
+
+    def __init__(self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None) -> None:
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.limits = limits or Limits()
+        self.tools = tools
+        self.seed = seed
+        self._runtime: Runtime = shared_runtime()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Refuse further runs. Runs in progress on other threads finish normally."""
+        self._closed = True
+
+    def run(self, code: str, *, limits: Limits | None = None) -> Result:
+        """Run `code` in a fresh instance and return what happened. Never raises for bad code."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        if self._closed:
+            raise SandboxClosedError("this Sandbox is closed; create a new one")
+        if current_run(required=False) is not None:
+            raise ReentrancyError(
+                "a tool handler tried to start a sandbox run from inside a run on the same thread; "
+                "re-entrant runs are refused"
+            )
+        limits = limits or self.limits
+        started = time.perf_counter()
+
+        try:
+            size = len(code.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return _failure(code, "syntax", "UnicodeEncodeError",
+                            f"code is not valid Unicode text: {exc.reason} at position {exc.start}", started)
+        if size > limits.max_code_bytes:
+            return _failure(code, "syntax", "ValueError",
+                            f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)",
+                            started)
+
+        request = json.dumps({
+            "code": code,
+            "recursion_limit": limits.recursion_limit,
+            "max_value_chars": limits.max_value_chars,
+            "seed": self.seed,
+            "tools": self.tools.guest_specs() if self.tools is not None else [],
+        })
+        return self._execute(code, request, limits, started)
+
+    def _execute(self, code: str, request: str, limits: Limits, started: float) -> Result:
+        rt = self._runtime
+        state = RunState(
+            deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
+            max_output_bytes=limits.max_output_bytes,
+        )
+        if self.tools is not None:
+            state.tool_dispatch = self.tools.dispatch
+        store = wasmtime.Store(rt.engine)
+        trap: wasmtime.WasmtimeError | None = None
+        raw: str | None = None
+        try:
+            store.set_fuel(limits.fuel)
+            store.set_limits(memory_size=limits.memory_bytes)
+            store.set_wasi(wasmtime.WasiConfig())
+            store.set_epoch_deadline(rt.ticker.ticks_for(limits.timeout_s))
+            try:
+                instance = rt.linker.instantiate(store, rt.component)
+            except wasmtime.WasmtimeError as exc:
+                return _failure(code, "memory", "MemoryError",
+                                f"could not start the interpreter within the limits: {exc}", started)
+            func = instance.get_func(store, "run")
+            assert func is not None
+            enter_run(state)
+            try:
+                with rt.ticker:
+                    raw = func(store, request)
+            except wasmtime.WasmtimeError as exc:
+                trap = exc
+            finally:
+                leave_run()
+            fuel_left = store.get_fuel()
+        finally:
+            store.close()
+
+        fuel_used = limits.fuel - fuel_left
+        stats = RunStats(
+            duration_s=time.perf_counter() - started,
+            fuel_used=fuel_used,
+            memory_bytes=None,
+            tool_calls=state.tool_calls,
+        )
+        stdout = state.stdout.decode("utf-8", "replace")
+        stderr = state.stderr.decode("utf-8", "replace")
+        if trap is not None or raw is None:
+            error = _classify_trap(state, fuel_left, limits, str(trap), stderr)
+            return Result(code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats)
+        try:
+            outcome = GUEST_OUTCOME.decode(raw)
+        except msgspec.DecodeError as exc:
+            error = RunError(kind="internal", type="ProtocolError", message=f"guest sent a malformed outcome: {exc}")
+            return Result(code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats)
+        guest_error = outcome.error
+        return Result(
+            code=code,
+            stdout=stdout,
+            stderr=stderr,
+            value=outcome.value,
+            error=None if guest_error is None else RunError(
+                kind=guest_error.kind,
+                type=guest_error.type,
+                message=guest_error.message,
+                traceback=guest_error.traceback,
+                lineno=guest_error.lineno,
+            ),
+            stats=stats,
+            exit_code=outcome.exit_code,
+        )
+
+
+def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, stderr: str) -> RunError:
+    """Name the reason a guest trapped, from this run's own bookkeeping (component traps carry no code)."""
+    if state.output_exceeded:
+        return RunError(kind="output_limit", type="OutputLimitExceeded",
+                        message=f"{state.output_exceeded} exceeded {limits.max_output_bytes:,} bytes "
+                                "(Limits.max_output_bytes); output truncated")
+    if state.timed_out or "epoch deadline" in trap or "interrupt" in trap:
+        return RunError(kind="timeout", type="TimeoutError",
+                        message=f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s)")
+    if fuel_left == 0 or "all fuel consumed" in trap:
+        return RunError(kind="fuel", type="FuelExhausted",
+                        message=f"the run used all of its {limits.fuel:,} fuel (Limits.fuel)")
+    if "memory allocation" in stderr or "MemoryError" in stderr or "out of memory" in trap:
+        return RunError(kind="memory", type="MemoryError",
+                        message=f"the guest ran out of memory (Limits.memory_bytes = {limits.memory_bytes:,})")
+    if "call stack exhausted" in trap or "stack overflow" in trap:
+        return RunError(kind="exception", type="RecursionError",
+                        message="the guest's native stack overflowed (recursion or nesting too deep)")
+    if state.internal_error:
+        return RunError(kind="internal", type="HostError", message=state.internal_error)
+    return RunError(kind="internal", type="GuestCrash", message=trap.splitlines()[0] if trap else "guest trapped")
+
+
+def run(code: str, *, limits: Limits | None = None, tools: Any = None) -> Result:
+    """Run `code` once in a fresh sandbox: `Sandbox(limits=..., tools=...).run(code)`."""
+    with Sandbox(limits=limits, tools=tools) as sandbox:
+        return sandbox.run(code)

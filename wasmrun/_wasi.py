@@ -1,0 +1,274 @@
+"""The guest's view of the operating system: a deny-by-default WASI preview 2 host.
+
+wasmtime's own WASI implementation (`Linker.add_wasip2`) blocks the host thread
+inside `poll`/`pollable.block` for as long as the guest asks, so `time.sleep(60)`
+or `select.select([], [], [], 60)` would outlive any deadline: epoch and fuel
+interruption only act while wasm code runs, not while the host sleeps for it.
+Patching `time.sleep` inside the guest is no defence, since guest code can get
+the real function back.
+
+So wasmrun implements every WASI interface that can block or reach the outside
+world itself, in Python, and keeps wasmtime's implementation only for the
+harmless ones (environment, exit, random, wall clock, terminal queries):
+
+* `wasi:io/poll` and `wasi:clocks/monotonic-clock`: real timers, but every wait
+  is bounded by the run's deadline; when the deadline passes the host traps the
+  guest (kind ``timeout``) instead of sleeping on.
+* `wasi:io/streams` and `wasi:cli/std*`: stdout/stderr go into per-run buffers
+  with byte caps (kind ``output_limit`` when exceeded, with the output kept up
+  to the cap); stdin is always at end-of-file, so `input()` raises EOFError.
+* `wasi:filesystem/*` and `wasi:sockets/*`: no preopened directories and no
+  network. Every function exists (the component imports them) but answers
+  "not permitted", or traps when its type has no error case.
+
+Resource types are defined here once, by name, so that the same resource
+(`pollable`, `input-stream`, ...) has one identity in every interface that uses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wasmtime import WasmtimeError
+from wasmtime.component import (
+    BorrowType,
+    Component,
+    ComponentInstanceType,
+    EnumType,
+    FuncType,
+    Linker,
+    ListType,
+    ResourceHost,
+    ResourceType,
+    ResultType,
+    Variant,
+)
+from wasmtime import Engine
+
+from ._runstate import RunState, Trap, current_run
+
+# Interfaces whose wasmtime implementation is kept: none of them can block, and
+# none touches a resource that the shadowed interfaces define.
+_KEEP_NATIVE = (
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:random/",
+    "wasi:clocks/wall-clock",
+    "wasi:cli/terminal-",
+)
+
+# Preferred "denied" answers for the error enums of filesystem and sockets.
+_DENIAL_CASES = ("not-permitted", "access-denied", "access", "not-supported", "unsupported")
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+
+
+class Ok:
+    """A successful WIT `result`, lowered with or without a tag as its type requires."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+class Err:
+    """A failed WIT `result`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+# `stream-error` is an untagged variant in wasmtime-py (its cases have disjoint
+# Python types), so its payload-less `closed` case is spelled `None`.
+CLOSED = Err(None)
+
+
+def _adapt(fty: FuncType, impl: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Wrap `impl` so that it sees the current RunState and plain values.
+
+    * Borrowed resources are turned into their integer `rep`.
+    * `Ok`/`Err` returns are lowered to what wasmtime-py expects for the result type.
+    * Every failure becomes a wasmtime trap; nothing (not even KeyboardInterrupt)
+      propagates through the ctypes callback, which would crash the host.
+    """
+    borrow_positions = {i for i, (_, ty) in enumerate(fty.params) if isinstance(ty, BorrowType)}
+    borrow_lists = {
+        i
+        for i, (_, ty) in enumerate(fty.params)
+        if isinstance(ty, ListType) and isinstance(ty.element, BorrowType)
+    }
+    converted = borrow_positions | borrow_lists
+    result_ty = fty.result
+    tagged = isinstance(result_ty, ResultType) and result_ty._tagged()
+
+    def lower(value: Any) -> Any:
+        if isinstance(value, Ok):
+            return Variant("ok", value.value) if tagged else value.value
+        if isinstance(value, Err):
+            return Variant("err", value.value) if tagged else value.value
+        return value
+
+    def host_func(store: Any, *args: Any) -> Any:
+        try:
+            run = current_run()
+            if converted:
+                args = tuple(
+                    a.to_host(store).rep
+                    if i in borrow_positions
+                    else [r.to_host(store).rep for r in a]
+                    if i in borrow_lists
+                    else a
+                    for i, a in enumerate(args)
+                )
+            return lower(impl(run, *args))
+        except Trap as trap:
+            raise WasmtimeError(f"wasmrun: {trap}") from None
+        except BaseException as exc:  # noqa: BLE001 - never let anything cross the boundary
+            run = current_run(required=False)
+            if run is not None:
+                run.internal_error = run.internal_error or f"{name}: {type(exc).__name__}: {exc}"
+            raise WasmtimeError(f"wasmrun: host function {name} failed") from None
+
+    return host_func
+
+
+class _Implementations:
+    """The WASI functions wasmrun implements itself, keyed by interface then name."""
+
+    def __init__(self, pollable: int, input_stream: int, output_stream: int) -> None:
+        self.pollable = pollable
+        self.input_stream = input_stream
+        self.output_stream = output_stream
+
+    # -- pollables -----------------------------------------------------------
+    def _timer(self, run: RunState, deadline_ns: int) -> ResourceHost:
+        return ResourceHost.own(run.new_pollable(deadline_ns), self.pollable)
+
+    def _ready(self, run: RunState) -> ResourceHost:
+        return ResourceHost.own(run.new_pollable(0), self.pollable)
+
+    def table(self) -> dict[str, dict[str, Callable[..., Any]]]:
+        def poll(run: RunState, reps: list[int]) -> list[int]:
+            return run.wait_any(reps)
+
+        def block(run: RunState, rep: int) -> None:
+            run.wait_any([rep])
+
+        def ready(run: RunState, rep: int) -> bool:
+            return run.pollable_ready(rep)
+
+        def write(run: RunState, rep: int, data: bytes) -> Ok:
+            run.write_output(rep, data)
+            return Ok(None)
+
+        def read(run: RunState, rep: int, n: int) -> Err:
+            return CLOSED
+
+        return {
+            "wasi:io/poll": {
+                "poll": poll,
+                "[method]pollable.block": block,
+                "[method]pollable.ready": ready,
+            },
+            "wasi:clocks/monotonic-clock": {
+                "now": lambda run: time.monotonic_ns(),
+                "resolution": lambda run: 1_000,
+                "subscribe-instant": lambda run, when: self._timer(run, when),
+                "subscribe-duration": lambda run, d: self._timer(run, time.monotonic_ns() + d),
+            },
+            "wasi:io/streams": {
+                "[method]output-stream.check-write": lambda run, rep: Ok(1 << 16),
+                "[method]output-stream.write": write,
+                "[method]output-stream.blocking-write-and-flush": write,
+                "[method]output-stream.flush": lambda run, rep: Ok(None),
+                "[method]output-stream.blocking-flush": lambda run, rep: Ok(None),
+                "[method]output-stream.subscribe": lambda run, rep: self._ready(run),
+                "[method]input-stream.read": read,
+                "[method]input-stream.blocking-read": read,
+                "[method]input-stream.skip": read,
+                "[method]input-stream.blocking-skip": read,
+                "[method]input-stream.subscribe": lambda run, rep: self._ready(run),
+            },
+            "wasi:cli/stdout": {"get-stdout": lambda run: ResourceHost.own(STDOUT, self.output_stream)},
+            "wasi:cli/stderr": {"get-stderr": lambda run: ResourceHost.own(STDERR, self.output_stream)},
+            "wasi:cli/stdin": {"get-stdin": lambda run: ResourceHost.own(STDIN, self.input_stream)},
+            "wasi:filesystem/preopens": {"get-directories": lambda run: []},
+        }
+
+
+def _interface(import_name: str) -> str:
+    return import_name.split("@", 1)[0]
+
+
+def _denial(fty: FuncType, name: str) -> Callable[..., Any]:
+    result_ty = fty.result
+    if isinstance(result_ty, ResultType) and isinstance(result_ty.err, EnumType):
+        names = result_ty.err.names
+        case = next((c for c in _DENIAL_CASES if c in names), names[0])
+        return lambda run, *args: Err(case)
+
+    def trap(run: RunState, *args: Any) -> None:
+        raise Trap(f"{name} is not available in the sandbox")
+
+    return trap
+
+
+def install(
+    linker: Linker,
+    engine: Engine,
+    component: Component,
+    extra: dict[str, dict[str, Callable[..., Any]]],
+) -> None:
+    """Define wasmrun's WASI for every import of `component` on `linker`.
+
+    Call after `linker.add_wasip2()`: the interfaces listed in `_KEEP_NATIVE`
+    keep wasmtime's implementation, every other `wasi:*` import is replaced.
+    `extra` maps further interfaces (wasmrun's own) to their implementations;
+    an import that is neither WASI nor in `extra` fails the link.
+    """
+    linker.allow_shadowing = True
+    resource_ids: dict[str, int] = {}
+    dtors: dict[str, Callable[[Any, int], None]] = {}
+
+    def resource_id(name: str) -> int:
+        return resource_ids.setdefault(name, len(resource_ids) + 1)
+
+    impls = _Implementations(resource_id("pollable"), resource_id("input-stream"), resource_id("output-stream"))
+
+    def drop_pollable(store: Any, rep: int) -> None:
+        run = current_run(required=False)
+        if run is not None:
+            run.drop_pollable(rep)
+
+    dtors["pollable"] = drop_pollable
+    table = {**impls.table(), **extra}
+
+    with linker.root() as root:
+        for import_name, extern in component.type.imports(engine).items():
+            if import_name.startswith(_KEEP_NATIVE):
+                continue
+            ity = extern.ty
+            assert isinstance(ity, ComponentInstanceType)
+            provided = table.get(_interface(import_name), {})
+            with root.add_instance(import_name) as inst:
+                for name, item in ity.exports(engine).items():
+                    ty = item.ty
+                    if isinstance(ty, ResourceType):
+                        inst.add_resource(
+                            name,
+                            ResourceType.host(resource_id(name)),
+                            dtors.get(name, _ignore_drop),
+                        )
+                    elif isinstance(ty, FuncType):
+                        full = f"{_interface(import_name)}#{name}"
+                        impl = provided.get(name) or _denial(ty, full)
+                        inst.add_func(name, _adapt(ty, impl, full))
+
+
+def _ignore_drop(store: Any, rep: int) -> None:
+    return None
