@@ -46,9 +46,7 @@ def source_dir() -> Path:
     for candidate in (_PACKAGE_DIR / "_python_wasm", _PACKAGE_DIR.parent / "python-wasm"):
         if (candidate / "wit" / "world.wit").is_file():
             return candidate
-    raise ImageError(
-        "wasmrun's guest sources (python-wasm/) are missing from this installation; reinstall wasmrun"
-    )
+    raise ImageError("wasmrun's guest sources (python-wasm/) are missing from this installation; reinstall wasmrun")
 
 
 def _source_files(src: Path) -> list[Path]:
@@ -100,6 +98,10 @@ def _verified(path: Path) -> bool:
     return path.is_file() and _sha256_file(path) == expected
 
 
+def _write(path: Path, data: bytes | bytearray) -> None:
+    path.write_bytes(data)
+
+
 def _publish(path: Path, write: Callable[[Path], None]) -> None:
     """Write via `write(tmp)`, then atomically rename into place, then write the sidecar."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -143,9 +145,7 @@ def build_component(out: Path, *, log: Callable[[str], None] | None = None) -> N
         log(f"built guest component in {time.perf_counter() - started:.1f}s")
 
 
-def load_component(
-    engine: wasmtime.Engine, config_tag: str, *, log: Callable[[str], None] | None = None
-) -> Component:
+def load_component(engine: wasmtime.Engine, config_tag: str, *, log: Callable[[str], None] | None = None) -> Component:
     """The compiled guest component for `engine`, building and compiling it if needed."""
     directory = private_dir(cache_root() / f"python-{image_hash()[:24]}")
     wasm = directory / "guest.wasm"
@@ -164,5 +164,5 @@ def load_component(
         if log:
             log(f"compiled guest component in {time.perf_counter() - started:.1f}s")
         serialized = component.serialize()
-        _publish(cwasm, lambda tmp: tmp.write_bytes(serialized))
+        _publish(cwasm, lambda tmp: _write(tmp, serialized))
         return component

@@ -32,10 +32,10 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
 def _check_seconds(name: str, value: Any, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Limits.{name} must be a number of seconds, got {type(value).__name__}: {value!r}")
-    value = float(value)
-    if math.isnan(value) or value <= 0 or value > high:
+    seconds = float(value)
+    if math.isnan(seconds) or seconds <= 0 or seconds > high:
         raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {value!r}")
-    return value
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +43,12 @@ class Limits:
     """What one run may consume. Every field has a finite default; none can be disabled.
 
     >>> Limits(timeout_s=2, memory_bytes=128 * 1024 * 1024)
-    Limits(timeout_s=2.0, fuel=20000000000, memory_bytes=134217728, ...)
+    Limits(timeout_s=2.0, fuel=50000000000, memory_bytes=134217728, ...)
 
     * ``timeout_s``: wall-clock deadline, which also stops blocking code
       (``time.sleep``, ``select``, slow tool calls).
-    * ``fuel``: guest CPU budget in wasm instructions (about 1e9 per second of
-      pure-Python work here).
+    * ``fuel``: guest CPU budget in wasm instructions (about 1e10 per second of
+      pure-Python work here; the default is ~5 s of compute).
     * ``memory_bytes``: cap on the guest's linear memory; growth beyond it makes
       the guest raise ``MemoryError``.
     * ``max_output_bytes``: cap on each of stdout and stderr; the output is kept
@@ -56,17 +56,19 @@ class Limits:
     * ``max_code_bytes``: largest accepted source code (UTF-8 bytes).
     * ``recursion_limit``: Python recursion depth (``sys.setrecursionlimit``).
     * ``max_value_chars``: longest ``repr`` kept for the value of the last expression.
+    * ``max_scratch_bytes``: quota for files the guest writes (see ``Sandbox.run(files=...)``).
 
     Invalid values raise ``TypeError`` (wrong type) or ``ValueError`` (out of range).
     """
 
     timeout_s: float = 10.0
-    fuel: int = 20_000_000_000
+    fuel: int = 50_000_000_000
     memory_bytes: int = 256 * MiB
     max_output_bytes: int = 1 * MiB
     max_code_bytes: int = 1 * MiB
     recursion_limit: int = 1_000
     max_value_chars: int = 100_000
+    max_scratch_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -77,3 +79,4 @@ class Limits:
         _check_int("max_code_bytes", self.max_code_bytes, 1, _MAX_CODE)
         _check_int("recursion_limit", self.recursion_limit, 50, _MAX_RECURSION)
         _check_int("max_value_chars", self.max_value_chars, 1, _MAX_OUTPUT)
+        _check_int("max_scratch_bytes", self.max_scratch_bytes, 0, _MAX_MEMORY)

@@ -86,6 +86,8 @@ class GuestOutcome(msgspec.Struct, frozen=True):
     value_truncated: bool
     error: GuestError | None
     exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
 
 
 GUEST_OUTCOME = msgspec.json.Decoder(GuestOutcome)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._vfs import VirtualFS
 
 _local = threading.local()
 
@@ -37,6 +40,7 @@ class RunState:
     tool_error: str | None = None
     tool_calls: int = 0
     tool_dispatch: Any = None
+    vfs: VirtualFS | None = None  # None: the guest has no filesystem at all
     _pollables: dict[int, int] = field(default_factory=dict)
     _next_rep: int = 16
 

@@ -21,7 +21,10 @@ from ._runstate import RunState
 
 # Engine settings are part of the compiled artifact's cache key: metered and
 # unmetered code differ, so there is exactly one configuration.
-CONFIG_TAG = "fuel-epoch-v1"
+CONFIG_TAG = "fuel-epoch-stack2m-v1"
+# wasmtime's default 512 KiB wasm stack overflows on ~200 nested brackets in the
+# parser; 2 MiB is the largest that wasmtime-py supports without aborting.
+MAX_WASM_STACK = 2 * 1024 * 1024
 TICK_S = 0.005  # epoch period: deadlines for running code hold to within a few ms
 
 
@@ -29,6 +32,7 @@ def _engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
+    config.max_wasm_stack = MAX_WASM_STACK
     return wasmtime.Engine(config)
 
 
@@ -75,6 +79,10 @@ def _host_call(run: RunState, name: str, args: str) -> Any:
     return run.tool_dispatch(run, name, args)
 
 
+def _host_output(run: RunState, fd: int, text: str) -> None:
+    run.write_output(fd, text.encode("utf-8"))
+
+
 class Runtime:
     """Engine + compiled component + linker for the default image."""
 
@@ -87,7 +95,7 @@ class Runtime:
             self.linker,
             self.engine,
             self.component,
-            extra={"wasmrun:sandbox/host": {"call": _host_call}},
+            extra={"wasmrun:sandbox/host": {"call": _host_call, "output": _host_output}},
         )
         self.ticker = _EpochTicker(self.engine)
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -13,9 +12,11 @@ import wasmtime
 
 from ._errors import ReentrancyError, SandboxClosedError
 from ._limits import Limits
+from ._pool import InstancePool, instantiate
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats
-from ._runstate import RunState, current_run, enter_run, leave_run
+from ._runstate import RunState, Trap, current_run, enter_run, leave_run
 from ._runtime import Runtime, shared_runtime
+from ._vfs import ROOT, VirtualFS
 
 ToolDispatch = Callable[[RunState, str, str], Any]
 
@@ -44,7 +45,9 @@ class Sandbox:
     '45'
     """
 
-    def __init__(self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None) -> None:
+    def __init__(
+        self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None, prewarm: int = 2
+    ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -52,9 +55,11 @@ class Sandbox:
         self.limits = limits or Limits()
         self.tools = tools
         self.seed = seed
+        if isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64:
+            raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
         self._runtime: Runtime = shared_runtime()
         self._closed = False
-        self._lock = threading.Lock()
+        self._pool = InstancePool(self._runtime, self.limits.memory_bytes, prewarm) if prewarm else None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -63,11 +68,26 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Refuse further runs. Runs in progress on other threads finish normally."""
+        """Refuse further runs and release pre-warmed instances. Runs in progress finish normally."""
         self._closed = True
+        if self._pool is not None:
+            self._pool.close()
 
-    def run(self, code: str, *, limits: Limits | None = None) -> Result:
-        """Run `code` in a fresh instance and return what happened. Never raises for bad code."""
+    def run(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+    ) -> Result:
+        """Run `code` in a fresh instance and return what happened. Never raises for bad code.
+
+        `files` are input files, visible read-only in the guest's working
+        directory ``/work`` (``open("sales.csv")``). Without `files` the guest
+        has no filesystem at all. With them, the guest may also create new files
+        in ``/work`` up to ``Limits.max_scratch_bytes``; those come back in
+        ``Result.files``.
+        """
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         if limits is not None and not isinstance(limits, Limits):
@@ -80,28 +100,43 @@ class Sandbox:
                 "re-entrant runs are refused"
             )
         limits = limits or self.limits
+        inputs = _check_files(files)
         started = time.perf_counter()
 
         try:
             size = len(code.encode("utf-8"))
         except UnicodeEncodeError as exc:
-            return _failure(code, "syntax", "UnicodeEncodeError",
-                            f"code is not valid Unicode text: {exc.reason} at position {exc.start}", started)
+            return _failure(
+                code,
+                "syntax",
+                "UnicodeEncodeError",
+                f"code is not valid Unicode text: {exc.reason} at position {exc.start}",
+                started,
+            )
         if size > limits.max_code_bytes:
-            return _failure(code, "syntax", "ValueError",
-                            f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)",
-                            started)
+            return _failure(
+                code,
+                "syntax",
+                "ValueError",
+                f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)",
+                started,
+            )
 
-        request = json.dumps({
-            "code": code,
-            "recursion_limit": limits.recursion_limit,
-            "max_value_chars": limits.max_value_chars,
-            "seed": self.seed,
-            "tools": self.tools.guest_specs() if self.tools is not None else [],
-        })
-        return self._execute(code, request, limits, started)
+        request = json.dumps(
+            {
+                "code": code,
+                "recursion_limit": limits.recursion_limit,
+                "max_value_chars": limits.max_value_chars,
+                "seed": self.seed,
+                "tools": self.tools.guest_specs() if self.tools is not None else [],
+                "cwd": ROOT if inputs is not None else None,
+            }
+        )
+        return self._execute(code, request, limits, started, inputs)
 
-    def _execute(self, code: str, request: str, limits: Limits, started: float) -> Result:
+    def _execute(
+        self, code: str, request: str, limits: Limits, started: float, inputs: dict[str, bytes] | None
+    ) -> Result:
         rt = self._runtime
         state = RunState(
             deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
@@ -109,21 +144,24 @@ class Sandbox:
         )
         if self.tools is not None:
             state.tool_dispatch = self.tools.dispatch
-        store = wasmtime.Store(rt.engine)
+        if inputs is not None:
+            state.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
+        pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
+        try:
+            store, func = pool.take() if pool is not None else instantiate(rt, limits.memory_bytes)
+        except wasmtime.WasmtimeError as exc:
+            return _failure(
+                code,
+                "memory",
+                "MemoryError",
+                f"could not start the interpreter within Limits.memory_bytes: {exc}",
+                started,
+            )
         trap: wasmtime.WasmtimeError | None = None
         raw: str | None = None
         try:
             store.set_fuel(limits.fuel)
-            store.set_limits(memory_size=limits.memory_bytes)
-            store.set_wasi(wasmtime.WasiConfig())
             store.set_epoch_deadline(rt.ticker.ticks_for(limits.timeout_s))
-            try:
-                instance = rt.linker.instantiate(store, rt.component)
-            except wasmtime.WasmtimeError as exc:
-                return _failure(code, "memory", "MemoryError",
-                                f"could not start the interpreter within the limits: {exc}", started)
-            func = instance.get_func(store, "run")
-            assert func is not None
             enter_run(state)
             try:
                 with rt.ticker:
@@ -134,7 +172,10 @@ class Sandbox:
                 leave_run()
             fuel_left = store.get_fuel()
         finally:
-            store.close()
+            if pool is not None:
+                pool.discard(store)
+            else:
+                store.close()
 
         fuel_used = limits.fuel - fuel_left
         stats = RunStats(
@@ -145,21 +186,46 @@ class Sandbox:
         )
         stdout = state.stdout.decode("utf-8", "replace")
         stderr = state.stderr.decode("utf-8", "replace")
+        out_files = state.vfs.outputs() if state.vfs is not None else {}
         if trap is not None or raw is None:
             error = _classify_trap(state, fuel_left, limits, str(trap), stderr)
-            return Result(code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats)
+            return Result(
+                code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats, files=out_files
+            )
         try:
             outcome = GUEST_OUTCOME.decode(raw)
         except msgspec.DecodeError as exc:
             error = RunError(kind="internal", type="ProtocolError", message=f"guest sent a malformed outcome: {exc}")
             return Result(code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats)
+        # The guest hands back the unflushed tail of its output with the outcome.
+        try:
+            state.write_output(1, outcome.stdout.encode("utf-8", "surrogateescape"))
+            state.write_output(2, outcome.stderr.encode("utf-8", "surrogateescape"))
+        except Trap:
+            pass
+        stdout = state.stdout.decode("utf-8", "replace")
+        stderr = state.stderr.decode("utf-8", "replace")
         guest_error = outcome.error
+        if state.output_exceeded:
+            limit_error = _classify_trap(state, fuel_left, limits, "", stderr)
+            return Result(
+                code=code,
+                stdout=stdout,
+                stderr=stderr,
+                value=outcome.value,
+                error=limit_error,
+                stats=stats,
+                exit_code=outcome.exit_code,
+                files=out_files,
+            )
         return Result(
             code=code,
             stdout=stdout,
             stderr=stderr,
             value=outcome.value,
-            error=None if guest_error is None else RunError(
+            error=None
+            if guest_error is None
+            else RunError(
                 kind=guest_error.kind,
                 type=guest_error.type,
                 message=guest_error.message,
@@ -168,33 +234,66 @@ class Sandbox:
             ),
             stats=stats,
             exit_code=outcome.exit_code,
+            files=out_files,
         )
+
+
+def _check_files(files: Mapping[str, bytes | str] | None) -> dict[str, bytes] | None:
+    if files is None:
+        return None
+    if not isinstance(files, Mapping):
+        raise TypeError(f"files must be a mapping of name to bytes, got {type(files).__name__}")
+    checked: dict[str, bytes] = {}
+    for name, data in files.items():
+        if not isinstance(name, str) or not name or name.startswith("/") or "\0" in name:
+            raise ValueError(f"file name {name!r} must be a non-empty relative path")
+        if any(part in ("", ".", "..") for part in name.split("/")):
+            raise ValueError(f"file name {name!r} must not contain empty, '.' or '..' parts")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"file {name!r} must be bytes or str, got {type(data).__name__}")
+        checked[name] = bytes(data)
+    return checked
 
 
 def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, stderr: str) -> RunError:
     """Name the reason a guest trapped, from this run's own bookkeeping (component traps carry no code)."""
     if state.output_exceeded:
-        return RunError(kind="output_limit", type="OutputLimitExceeded",
-                        message=f"{state.output_exceeded} exceeded {limits.max_output_bytes:,} bytes "
-                                "(Limits.max_output_bytes); output truncated")
+        return RunError(
+            kind="output_limit",
+            type="OutputLimitExceeded",
+            message=f"{state.output_exceeded} exceeded {limits.max_output_bytes:,} bytes "
+            "(Limits.max_output_bytes); output truncated",
+        )
     if state.timed_out or "epoch deadline" in trap or "interrupt" in trap:
-        return RunError(kind="timeout", type="TimeoutError",
-                        message=f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s)")
+        return RunError(
+            kind="timeout",
+            type="TimeoutError",
+            message=f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s)",
+        )
     if fuel_left == 0 or "all fuel consumed" in trap:
-        return RunError(kind="fuel", type="FuelExhausted",
-                        message=f"the run used all of its {limits.fuel:,} fuel (Limits.fuel)")
+        return RunError(
+            kind="fuel", type="FuelExhausted", message=f"the run used all of its {limits.fuel:,} fuel (Limits.fuel)"
+        )
     if "memory allocation" in stderr or "MemoryError" in stderr or "out of memory" in trap:
-        return RunError(kind="memory", type="MemoryError",
-                        message=f"the guest ran out of memory (Limits.memory_bytes = {limits.memory_bytes:,})")
+        return RunError(
+            kind="memory",
+            type="MemoryError",
+            message=f"the guest ran out of memory (Limits.memory_bytes = {limits.memory_bytes:,})",
+        )
     if "call stack exhausted" in trap or "stack overflow" in trap:
-        return RunError(kind="exception", type="RecursionError",
-                        message="the guest's native stack overflowed (recursion or nesting too deep)")
+        return RunError(
+            kind="exception",
+            type="RecursionError",
+            message="the guest's native stack overflowed (recursion or nesting too deep)",
+        )
     if state.internal_error:
         return RunError(kind="internal", type="HostError", message=state.internal_error)
-    return RunError(kind="internal", type="GuestCrash", message=trap.splitlines()[0] if trap else "guest trapped")
+    return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)
 
 
 def run(code: str, *, limits: Limits | None = None, tools: Any = None) -> Result:
     """Run `code` once in a fresh sandbox: `Sandbox(limits=..., tools=...).run(code)`."""
-    with Sandbox(limits=limits, tools=tools) as sandbox:
+    with Sandbox(limits=limits, tools=tools, prewarm=0) as sandbox:
         return sandbox.run(code)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wasmtime import WasmtimeError
+from wasmtime import Engine, WasmtimeError
 from wasmtime.component import (
     BorrowType,
     Component,
@@ -45,9 +45,9 @@ from wasmtime.component import (
     ResultType,
     Variant,
 )
-from wasmtime import Engine
 
 from ._runstate import RunState, Trap, current_run
+from ._vfs import FsError, VirtualFS
 
 # Interfaces whose wasmtime implementation is kept: none of them can block, and
 # none touches a resource that the shadowed interfaces define.
@@ -96,11 +96,11 @@ def _adapt(fty: FuncType, impl: Callable[..., Any], name: str) -> Callable[..., 
     * Every failure becomes a wasmtime trap; nothing (not even KeyboardInterrupt)
       propagates through the ctypes callback, which would crash the host.
     """
-    borrow_positions = {i for i, (_, ty) in enumerate(fty.params) if isinstance(ty, BorrowType)}
+    # Only `self` is converted: converting a second borrowed resource in the same
+    # call trips a wasmtime 50 bug ("deferred host scope has no call context").
+    borrow_positions = {i for i, (_, ty) in enumerate(fty.params[:1]) if isinstance(ty, BorrowType)}
     borrow_lists = {
-        i
-        for i, (_, ty) in enumerate(fty.params)
-        if isinstance(ty, ListType) and isinstance(ty.element, BorrowType)
+        i for i, (_, ty) in enumerate(fty.params) if isinstance(ty, ListType) and isinstance(ty.element, BorrowType)
     }
     converted = borrow_positions | borrow_lists
     result_ty = fty.result
@@ -140,10 +140,13 @@ def _adapt(fty: FuncType, impl: Callable[..., Any], name: str) -> Callable[..., 
 class _Implementations:
     """The WASI functions wasmrun implements itself, keyed by interface then name."""
 
-    def __init__(self, pollable: int, input_stream: int, output_stream: int) -> None:
-        self.pollable = pollable
-        self.input_stream = input_stream
-        self.output_stream = output_stream
+    def __init__(self, resource_id: Callable[[str], int]) -> None:
+        self.pollable = resource_id("pollable")
+        self.input_stream = resource_id("input-stream")
+        self.output_stream = resource_id("output-stream")
+        self.descriptor = resource_id("descriptor")
+        self.dirlist = resource_id("directory-entry-stream")
+        self.error = resource_id("error")
 
     # -- pollables -----------------------------------------------------------
     def _timer(self, run: RunState, deadline_ns: int) -> ResourceHost:
@@ -162,12 +165,76 @@ class _Implementations:
         def ready(run: RunState, rep: int) -> bool:
             return run.pollable_ready(rep)
 
-        def write(run: RunState, rep: int, data: bytes) -> Ok:
-            run.write_output(rep, data)
+        def write(run: RunState, rep: int, data: bytes) -> Ok | Err:
+            if rep in (STDOUT, STDERR):
+                run.write_output(rep, data)
+                return Ok(None)
+            try:
+                _vfs(run).stream_write(rep, bytes(data))
+            except (FsError, KeyError):
+                return Err(ResourceHost.own(1, self.error))
             return Ok(None)
 
-        def read(run: RunState, rep: int, n: int) -> Err:
-            return CLOSED
+        def read(run: RunState, rep: int, n: int) -> Ok | Err:
+            if rep == STDIN or run.vfs is None or not run.vfs.has_stream(rep):
+                return CLOSED
+            chunk = run.vfs.stream_read(rep, n)
+            return CLOSED if chunk is None else Ok(chunk)
+
+        def fs(method: Callable[..., Any], wrap: Callable[[Any], Any] = lambda v: v) -> Callable[..., Any]:
+            def call(run: RunState, *args: Any) -> Ok | Err:
+                try:
+                    return Ok(wrap(method(_vfs(run), *args)))
+                except FsError as exc:
+                    return Err(exc.code)
+
+            return call
+
+        def own_desc(rep: int) -> ResourceHost:
+            return ResourceHost.own(rep, self.descriptor)
+
+        def own_in(rep: int) -> ResourceHost:
+            return ResourceHost.own(rep, self.input_stream)
+
+        def own_out(rep: int) -> ResourceHost:
+            return ResourceHost.own(rep, self.output_stream)
+
+        V = VirtualFS
+        filesystem: dict[str, Callable[..., Any]] = {
+            "[method]descriptor.open-at": fs(
+                lambda v, rep, pflags, path, oflags, dflags: v.open_at(rep, path, oflags, dflags), own_desc
+            ),
+            "[method]descriptor.stat": fs(V.stat),
+            "[method]descriptor.stat-at": fs(lambda v, rep, pflags, path: v.stat_at(rep, path)),
+            "[method]descriptor.metadata-hash": fs(lambda v, rep: v.metadata_hash(v._desc(rep).path)),
+            "[method]descriptor.metadata-hash-at": fs(
+                lambda v, rep, pflags, path: v.metadata_hash(v._normalise(v._desc(rep).path, path))
+            ),
+            "[method]descriptor.get-flags": fs(V.get_flags),
+            "[method]descriptor.read": fs(V.read),
+            "[method]descriptor.write": fs(lambda v, rep, data, off: v.write(rep, bytes(data), off)),
+            "[method]descriptor.set-size": fs(V.set_size),
+            "[method]descriptor.sync": fs(lambda v, rep: None),
+            "[method]descriptor.sync-data": fs(lambda v, rep: None),
+            "[method]descriptor.advise": fs(lambda v, rep, off, length, advice: None),
+            "[method]descriptor.create-directory-at": fs(V.create_directory_at),
+            "[method]descriptor.unlink-file-at": fs(V.unlink_file_at),
+            "[method]descriptor.remove-directory-at": fs(V.remove_directory_at),
+            # The target directory is always resolved from the one preopened root.
+            "[method]descriptor.rename-at": fs(lambda v, rep, old, _new_dir, new: v.rename_at(rep, old, 1, new)),
+            "[method]descriptor.read-directory": fs(V.read_directory, lambda r: ResourceHost.own(r, self.dirlist)),
+            "[method]directory-entry-stream.read-directory-entry": fs(V.read_directory_entry),
+            "[method]descriptor.read-via-stream": fs(lambda v, rep, off: v.open_stream(rep, off, write=False), own_in),
+            "[method]descriptor.write-via-stream": fs(lambda v, rep, off: v.open_stream(rep, off, write=True), own_out),
+            "[method]descriptor.append-via-stream": fs(
+                lambda v, rep: v.open_stream(rep, 0, write=True, append=True), own_out
+            ),
+        }
+
+        def preopens(run: RunState) -> list[tuple[Any, str]]:
+            if run.vfs is None:
+                return []
+            return [(own_desc(rep), path) for rep, path in run.vfs.preopens()]
 
         return {
             "wasi:io/poll": {
@@ -197,8 +264,15 @@ class _Implementations:
             "wasi:cli/stdout": {"get-stdout": lambda run: ResourceHost.own(STDOUT, self.output_stream)},
             "wasi:cli/stderr": {"get-stderr": lambda run: ResourceHost.own(STDERR, self.output_stream)},
             "wasi:cli/stdin": {"get-stdin": lambda run: ResourceHost.own(STDIN, self.input_stream)},
-            "wasi:filesystem/preopens": {"get-directories": lambda run: []},
+            "wasi:filesystem/types": filesystem,
+            "wasi:filesystem/preopens": {"get-directories": preopens},
         }
+
+
+def _vfs(run: RunState) -> VirtualFS:
+    if run.vfs is None:
+        raise FsError("not-permitted")
+    return run.vfs
 
 
 def _interface(import_name: str) -> str:
@@ -238,14 +312,24 @@ def install(
     def resource_id(name: str) -> int:
         return resource_ids.setdefault(name, len(resource_ids) + 1)
 
-    impls = _Implementations(resource_id("pollable"), resource_id("input-stream"), resource_id("output-stream"))
+    impls = _Implementations(resource_id)
 
-    def drop_pollable(store: Any, rep: int) -> None:
-        run = current_run(required=False)
-        if run is not None:
-            run.drop_pollable(rep)
+    def dropper(action: Callable[[RunState, int], None]) -> Callable[[Any, int], None]:
+        def drop(store: Any, rep: int) -> None:
+            run = current_run(required=False)
+            if run is not None:
+                action(run, rep)
 
-    dtors["pollable"] = drop_pollable
+        return drop
+
+    def drop_file(method: Callable[[VirtualFS, int], None]) -> Callable[[RunState, int], None]:
+        return lambda run, rep: method(run.vfs, rep) if run.vfs is not None else None
+
+    dtors["pollable"] = dropper(RunState.drop_pollable)
+    dtors["descriptor"] = dropper(drop_file(VirtualFS.drop_descriptor))
+    dtors["input-stream"] = dropper(drop_file(VirtualFS.drop_stream))
+    dtors["output-stream"] = dropper(drop_file(VirtualFS.drop_stream))
+    dtors["directory-entry-stream"] = dropper(drop_file(VirtualFS.drop_dirlist))
     table = {**impls.table(), **extra}
 
     with linker.root() as root:
