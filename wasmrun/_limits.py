@@ -32,7 +32,10 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
 def _check_seconds(name: str, value: Any, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Limits.{name} must be a number of seconds, got {type(value).__name__}: {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {value!r}") from None
     if math.isnan(seconds) or seconds <= 0 or seconds > high:
         raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {value!r}")
     return seconds

@@ -1,0 +1,65 @@
+"""Shared fixtures for the wasmrun test suite.
+
+The guest image (CPython compiled to WASI) is loaded once per process by the
+first `Sandbox`; the session-scoped `sandbox` fixture makes sure that happens
+once per test session and that every test reuses the same (thread-safe,
+reusable) sandbox. Each `Sandbox.run` is a fresh guest instance, so sharing the
+sandbox between tests does not share any guest state.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import wasmrun
+from wasmrun import Limits, Result, Sandbox
+
+#: Every error kind a run may report (the documented vocabulary).
+ERROR_KINDS: frozenset[str] = frozenset(typing.get_args(wasmrun.ErrorKind))
+
+#: Limits used by the shared sandbox: generous, but short enough that a hung
+#: test fails quickly instead of stalling the suite.
+DEFAULT_TEST_LIMITS = Limits(timeout_s=10.0)
+
+#: A known-good program and what it must produce; run after every failure-mode
+#: test to prove that the host (and the shared runtime) is still healthy.
+ALIVE_CODE = "import sys\nprint(6 * 7)\nprint('err', file=sys.stderr)\n[i * i for i in range(5)]"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """One sandbox for the whole session (the image loads once)."""
+    with Sandbox(limits=DEFAULT_TEST_LIMITS) as sb:
+        # Warm up: build/load the image now, so the first test's timings are not
+        # dominated by compiling the component.
+        warm = sb.run("1 + 1")
+        assert warm.ok, warm.error
+        assert warm.value == "2"
+        yield sb
+
+
+def _check_alive(sb: Sandbox) -> Result:
+    result = sb.run(ALIVE_CODE)
+    assert result.ok, f"host is not healthy after the previous run: {result.error}"
+    assert result.stdout == "42\n"
+    assert result.stderr == "err\n"
+    assert result.value == "[0, 1, 4, 9, 16]"
+    return result
+
+
+@pytest.fixture(scope="session")
+def assert_alive(sandbox: Sandbox) -> Callable[..., Result]:
+    """Call `assert_alive()` (or `assert_alive(other_sandbox)`) to check a good program still runs."""
+
+    def check(sb: Sandbox | None = None) -> Result:
+        return _check_alive(sb if sb is not None else sandbox)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def error_kinds() -> frozenset[str]:
+    return ERROR_KINDS
