@@ -222,12 +222,6 @@ def test_socket_server_is_denied(sandbox) -> None:
     ],
     ids=["create_connection", "getaddrinfo", "urlopen"],
 )
-@pytest.mark.xfail(
-    reason="BUG: name resolution (getaddrinfo, used by create_connection/urlopen) calls "
-    "wasi:sockets/instance-network#instance-network, which has no error case, so the host traps the "
-    "whole run (kind 'internal', GuestCrash) instead of raising a catchable OSError in the guest",
-    strict=True,
-)
 def test_network_denial_is_catchable(sandbox, call: str) -> None:
     code = f"import socket, urllib.error\ntry:\n    {call}\nexcept OSError as exc:\n    print('denied')\n"
     result = sandbox.run(code)

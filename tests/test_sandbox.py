@@ -100,11 +100,6 @@ def test_stdout_and_stderr_are_captured_separately(sandbox) -> None:
     assert result.value == "'v'"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the guest's sys.stdout (_Capture, a TextIOBase) has no .buffer, so "
-    "sys.stdout.buffer.write(b'...') raises AttributeError",
-    strict=True,
-)
 def test_binary_stdout_buffer(sandbox) -> None:
     result = sandbox.run("import sys\nsys.stdout.buffer.write(b'raw bytes\\n')\nsys.stdout.buffer.flush()")
     assert result.ok, result.error
@@ -186,12 +181,6 @@ def test_custom_exception_type_name(sandbox) -> None:
     assert result.error.lineno == 4
 
 
-@pytest.mark.xfail(
-    reason="BUG: an exception whose __str__ raises is reported with the type of the *secondary* "
-    "error (ValueError), lineno None and no traceback: the shim calls str(exc) in _error() "
-    "without protection, so its fallback handler reports the wrong exception",
-    strict=True,
-)
 def test_exception_with_broken_str(sandbox) -> None:
     result = sandbox.run("class E(Exception):\n    def __str__(self):\n        raise ValueError('no')\n\nraise E()")
     assert result.error.kind == "exception"
@@ -296,22 +285,12 @@ def test_normal_end_has_no_exit_code(sandbox) -> None:
     assert sandbox.run("1").exit_code is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: sys.exit(True) makes the guest send exit_code=true (bool is an int subclass), "
-    "which the host's typed decoder rejects: kind 'internal' ProtocolError instead of exit code 1",
-    strict=True,
-)
 def test_exit_true_is_exit_code_one(sandbox) -> None:
     result = sandbox.run("import sys\nsys.exit(True)")
     assert result.error is not None and result.error.kind == "exception"
     assert result.exit_code == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: os._exit(n) goes through wasi:cli/exit, whose exit trap is classified as kind "
-    "'internal' GuestCrash; the exit status is lost (os._exit(0) is not ok, exit_code is None)",
-    strict=True,
-)
 def test_os_exit_reports_exit_code(sandbox) -> None:
     result = sandbox.run("import os\nprint('x')\nos._exit(0)")
     assert result.ok, result.error
@@ -357,11 +336,6 @@ def test_partial_output_is_kept(sandbox, assert_alive, tail: str, limits: Limits
         ("while True:\n    pass", Limits(timeout_s=1.0, fuel=10**14)),
     ],
     ids=["sleep", "compute"],
-)
-@pytest.mark.xfail(
-    reason="BUG: after the first 64 eagerly-flushed lines the guest buffers output and only hands "
-    "it over on a later write (no timer), so lines printed long before a deadline/fuel trap are lost",
-    strict=True,
 )
 def test_many_lines_before_a_hang_are_kept(sandbox, tail: str, limits: Limits) -> None:
     """Output printed well before the deadline must not be lost when the run is stopped."""
@@ -433,11 +407,6 @@ def test_module_attribute_patches_do_not_leak(sandbox) -> None:
     assert sandbox.run("import math, collections\n(math.sqrt(16), collections.Counter('aab')['a'])").value == "(4.0, 2)"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the guest shim serialises its outcome with the guest's own `json` module, so user "
-    "code that replaces json.dumps turns a successful run into kind 'internal' ProtocolError",
-    strict=True,
-)
 def test_patching_json_does_not_break_the_run(sandbox) -> None:
     result = sandbox.run("import json\njson.dumps = lambda *a, **k: 'pwned'\nprint('done')\n7")
     assert result.ok, result.error

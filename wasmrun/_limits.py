@@ -21,23 +21,31 @@ _MAX_CODE = 64 * MiB
 _MAX_RECURSION = 20_000  # deeper Python recursion overflows the wasm stack instead
 
 
+def _show(value: Any) -> str:
+    """`repr(value)`, short even for ints too long to print (> 4300 digits raise in str())."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an int of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Limits.{name} must be an int, got {type(value).__name__}: {value!r}")
+        raise TypeError(f"Limits.{name} must be an int, got {type(value).__name__}: {_show(value)}")
     if not low <= value <= high:
-        raise ValueError(f"Limits.{name} must be between {low:,} and {high:,}, got {value:,}")
+        raise ValueError(f"Limits.{name} must be between {low:,} and {high:,}, got {_show(value)}")
     return value
 
 
 def _check_seconds(name: str, value: Any, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Limits.{name} must be a number of seconds, got {type(value).__name__}: {value!r}")
+        raise TypeError(f"Limits.{name} must be a number of seconds, got {type(value).__name__}: {_show(value)}")
     try:
         seconds = float(value)
     except OverflowError:
-        raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {value!r}") from None
+        raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {_show(value)}") from None
     if math.isnan(seconds) or seconds <= 0 or seconds > high:
-        raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {value!r}")
+        raise ValueError(f"Limits.{name} must be > 0 and <= {high:g} seconds, got {_show(value)}")
     return seconds
 
 

@@ -39,6 +39,7 @@ class RunState:
     internal_error: str | None = None
     tool_error: str | None = None
     tool_calls: int = 0
+    exit_code: int | None = None  # set when the guest called wasi:cli/exit (os._exit)
     tool_dispatch: Any = None
     vfs: VirtualFS | None = None  # None: the guest has no filesystem at all
     _pollables: dict[int, int] = field(default_factory=dict)
@@ -87,10 +88,21 @@ class RunState:
             raise Trap(f"write to unknown stream {rep}")
         room = self.max_output_bytes - len(buf)
         if len(data) > room:
-            buf += data[: max(room, 0)]
+            buf += _utf8_prefix(data, max(room, 0))
             self.output_exceeded = name
             raise Trap(f"{name} exceeded {self.max_output_bytes} bytes")
         buf += data
+
+
+def _utf8_prefix(data: bytes, size: int) -> bytes:
+    """The first `size` bytes of `data`, shortened so no UTF-8 character is cut in half."""
+    cut = data[:size]
+    for back in range(1, min(4, len(cut)) + 1):
+        byte = cut[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does its sequence fit?
+            need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            return cut if need <= back else cut[:-back]
+    return cut
 
 
 def current_run(required: bool = True) -> Any:

@@ -188,9 +188,27 @@ class Sandbox:
         stderr = state.stderr.decode("utf-8", "replace")
         out_files = state.vfs.outputs() if state.vfs is not None else {}
         if trap is not None or raw is None:
-            error = _classify_trap(state, fuel_left, limits, str(trap), stderr)
+            error: RunError | None
+            if state.exit_code is not None and not state.output_exceeded:
+                # os._exit(n): the interpreter stopped at once; status 0 is a success.
+                error = (
+                    None
+                    if state.exit_code == 0
+                    else RunError(
+                        kind="exception", type="SystemExit", message=f"the guest exited with status {state.exit_code}"
+                    )
+                )
+            else:
+                error = _classify_trap(state, fuel_left, limits, str(trap), stderr)
             return Result(
-                code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats, files=out_files
+                code=code,
+                stdout=stdout,
+                stderr=stderr,
+                value=None,
+                error=error,
+                stats=stats,
+                exit_code=state.exit_code,
+                files=out_files,
             )
         try:
             outcome = GUEST_OUTCOME.decode(raw)

@@ -53,7 +53,6 @@ from ._vfs import FsError, VirtualFS
 # none touches a resource that the shadowed interfaces define.
 _KEEP_NATIVE = (
     "wasi:cli/environment",
-    "wasi:cli/exit",
     "wasi:random/",
     "wasi:clocks/wall-clock",
     "wasi:cli/terminal-",
@@ -147,6 +146,7 @@ class _Implementations:
         self.descriptor = resource_id("descriptor")
         self.dirlist = resource_id("directory-entry-stream")
         self.error = resource_id("error")
+        self.network = resource_id("network")
 
     # -- pollables -----------------------------------------------------------
     def _timer(self, run: RunState, deadline_ns: int) -> ResourceHost:
@@ -236,7 +236,20 @@ class _Implementations:
                 return []
             return [(own_desc(rep), path) for rep, path in run.vfs.preopens()]
 
+        def exit_(run: RunState, status: Any) -> None:
+            run.exit_code = 0 if isinstance(status, Variant) and status.tag == "ok" else 1
+            raise Trap("guest exited")
+
+        def exit_with_code(run: RunState, code: int) -> None:
+            run.exit_code = code
+            raise Trap("guest exited")
+
         return {
+            "wasi:cli/exit": {"exit": exit_, "exit-with-code": exit_with_code},
+            # A network handle that every socket function then refuses.
+            "wasi:sockets/instance-network": {
+                "instance-network": lambda run: ResourceHost.own(1, self.network),
+            },
             "wasi:io/poll": {
                 "poll": poll,
                 "[method]pollable.block": block,

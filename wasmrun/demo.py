@@ -21,7 +21,7 @@ from rich.table import Table
 
 from . import Limits, Sandbox
 
-ANALYSIS = '''\
+ANALYSIS = """\
 import csv, json
 from collections import defaultdict
 
@@ -42,7 +42,7 @@ for month in months:
 with open("q3_report.json", "w") as f:
     json.dump(report, f, indent=2)
 [r["month"] for r in report if r["missed"]]
-'''
+"""
 
 HOSTILE = {
     "infinite loop (fuel)": ("while True: pass", Limits(fuel=2_000_000_000)),

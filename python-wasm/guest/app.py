@@ -82,6 +82,10 @@ import random  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
 
+# Bound now, so that guest code replacing `json.dumps` cannot break the outcome.
+_dumps = json.dumps
+_loads = json.loads
+
 import wit_world  # noqa: E402
 from componentize_py_types import Err  # noqa: E402
 from wit_world.imports import host as _host  # noqa: E402
@@ -91,32 +95,30 @@ import time  # noqa: E402
 
 
 class _Capture(io.TextIOBase):
-    """sys.stdout/sys.stderr for one run.
+    """sys.stdout/sys.stderr for one run: line-buffered, like a terminal.
 
-    Every write to the host is a host call, which costs far more than a Python
-    `print` (~70 us through wasmtime-py), so output is handed over in chunks.
-    The first `EAGER_LINES` lines of a run are flushed as they are written, so
-    that the partial output of a run that traps (deadline, fuel, memory) is kept
-    in the common "print a little, then hang" case. After that, output goes over
-    when 32 KiB have piled up or 50 ms have passed since the last hand-over (so
-    at most the last 50 ms of a print flood are lost on a trap), and at the end
-    of the run the rest travels back in the outcome itself.
+    Each flush is one host call (`host.output`, ~50 us through wasmtime-py), so
+    text is gathered until a newline, 32 KiB, or the end of the run, where the
+    unflushed rest travels back in the outcome itself. Flushing at every newline
+    means the partial output of a run that traps (deadline, fuel, memory) is kept
+    up to its last complete line.
     """
 
     CHUNK = 32 * 1024
-    INTERVAL = 0.05
-    EAGER_LINES = 64
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._parts: list[str] = []
         self._size = 0
-        self._last = time.time()  # wall clock: answered natively, no host round trip
-        self._eager = self.EAGER_LINES
+        self.buffer = _BinaryCapture(self)
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "replace"
 
     def writable(self) -> bool:
         return True
@@ -132,23 +134,37 @@ class _Capture(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self._parts.append(text)
         self._size += len(text)
-        if self._eager > 0 and "\n" in text:
-            self._eager -= 1
-            self.flush()
-        elif self._size >= self.CHUNK or time.time() - self._last >= self.INTERVAL:
+        if "\n" in text or self._size >= self.CHUNK:
             self.flush()
         return len(text)
 
     def flush(self) -> None:
         if self._parts:
             _host.output(self._fd, self.take().encode("utf-8", "replace").decode("utf-8"))
-        self._last = time.time()
 
     def take(self) -> str:
         text = "".join(self._parts)
         self._parts.clear()
         self._size = 0
         return text
+
+class _BinaryCapture(io.RawIOBase):
+    """`sys.stdout.buffer`: bytes are decoded as UTF-8 (invalid bytes replaced)."""
+
+    def __init__(self, text: _Capture) -> None:
+        self._text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        self._text.write(bytes(view).decode("utf-8", "replace"))
+        return len(view)
+
+    def flush(self) -> None:
+        self._text.flush()
+
 
 FILENAME = "<code>"
 
@@ -177,14 +193,14 @@ def _make_tool(spec: dict) -> types.FunctionType:
             raise TypeError(f"{name}(): {exc}") from None
         bound.apply_defaults()
         try:
-            payload = json.dumps(dict(bound.arguments), ensure_ascii=False, allow_nan=False)
+            payload = _dumps(dict(bound.arguments), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ToolError(f"{name}: arguments are not JSON-serialisable: {exc}") from None
         try:
             reply = _host.call(name, payload)
         except Err as err:
             raise ToolError(str(err.value)) from None
-        return json.loads(reply)
+        return _loads(reply)
 
     tool.__name__ = tool.__qualname__ = name
     tool.__doc__ = spec.get("doc") or None
@@ -204,11 +220,18 @@ def _install_tools(specs: list[dict]) -> None:
     sys.modules["tools"] = module
 
 
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not hide the real error
+        return f"<{type(exc).__name__} with an unprintable message>"
+
+
 def _error(kind: str, exc: BaseException, tb_text: str, lineno: int | None) -> dict:
     return {
         "kind": kind,
         "type": type(exc).__name__,
-        "message": str(exc),
+        "message": _safe_str(exc),
         "traceback": tb_text,
         "lineno": lineno,
     }
@@ -286,7 +309,7 @@ def _execute(req: dict) -> dict:
         if code_ is None or code_ == 0:
             outcome["exit_code"] = 0
         else:
-            outcome["exit_code"] = code_ if isinstance(code_, int) else 1
+            outcome["exit_code"] = int(code_) if isinstance(code_, int) else 1
             text, lineno = _user_traceback(exc)
             outcome["error"] = _error(EXCEPTION, exc, text, lineno)
     except BaseException as exc:  # noqa: BLE001 - report everything the user's code raised
@@ -298,7 +321,7 @@ def _execute(req: dict) -> dict:
 class WitWorld(wit_world.WitWorld):
     def run(self, request: str) -> str:
         try:
-            outcome = _execute(json.loads(request))
+            outcome = _execute(_loads(request))
         except BaseException as exc:  # noqa: BLE001 - the shim itself must never panic
             outcome = {"value": None, "value_truncated": False, "exit_code": None,
                        "error": _error(_classify(exc), exc, f"{type(exc).__name__}\n", None)}
@@ -311,7 +334,7 @@ class WitWorld(wit_world.WitWorld):
         # Lone surrogates (e.g. in an exception message) cannot cross the WIT
         # string boundary; replace them rather than fail the whole outcome.
         try:
-            text = json.dumps(outcome, ensure_ascii=False)
+            text = _dumps(outcome, ensure_ascii=False)
         except BaseException:  # noqa: BLE001 - e.g. a hostile object in an error field
-            text = json.dumps(outcome, ensure_ascii=False, default=str)
+            text = _dumps(outcome, ensure_ascii=False, default=str)
         return text.encode("utf-8", "replace").decode("utf-8")
