@@ -46,7 +46,7 @@ class Sandbox:
     """
 
     def __init__(
-        self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None, prewarm: int = 2
+        self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None, prewarm: int = 4
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
