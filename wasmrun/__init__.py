@@ -5,14 +5,17 @@
 '42\\n'
 """
 
+from ._audit import AuditLog, ToolCallRecord
 from ._errors import ImageError, ReentrancyError, SandboxClosedError, WasmrunError
 from ._limits import Limits
 from ._result import ErrorKind, Result, RunError, RunStats
 from ._sandbox import Sandbox, run
+from ._tools import RunContext, Tool, ToolCall, ToolError, ToolRegistry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditLog",
     "ErrorKind",
     "ImageError",
     "Limits",
@@ -21,7 +24,13 @@ __all__ = [
     "RunError",
     "RunStats",
     "Sandbox",
+    "RunContext",
     "SandboxClosedError",
+    "Tool",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolError",
+    "ToolRegistry",
     "WasmrunError",
     "__version__",
     "run",

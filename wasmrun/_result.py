@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._audit import ToolCallRecord
+
 ErrorKind = Literal["syntax", "exception", "timeout", "fuel", "memory", "output_limit", "tool", "internal"]
 """Why a run failed.
 
@@ -55,7 +57,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     stats: RunStats
     exit_code: int | None = None
     files: dict[str, bytes] = msgspec.field(default_factory=dict)
-    tool_calls: tuple[Any, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
 
     @property
     def ok(self) -> bool:

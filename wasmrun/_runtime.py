@@ -76,7 +76,10 @@ def _host_call(run: RunState, name: str, args: str) -> Any:
     run.tool_calls += 1
     if run.tool_dispatch is None:
         return _wasi.Err(f"no tool named {name!r}: this sandbox has no tools registered")
-    return run.tool_dispatch(run, name, args)
+    ok, payload = run.tool_dispatch(run, name, args)
+    # Messages may quote the guest's own (possibly invalid) text: keep the WIT string valid.
+    payload = payload.encode("utf-8", "replace").decode("utf-8")
+    return _wasi.Ok(payload) if ok else _wasi.Err(payload)
 
 
 def _host_output(run: RunState, fd: int, text: str) -> None:

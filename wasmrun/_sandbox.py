@@ -16,6 +16,7 @@ from ._pool import InstancePool, instantiate
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
 from ._runtime import Runtime, shared_runtime
+from ._tools import RunContext, ToolRegistry, in_tool_handler
 from ._vfs import ROOT, VirtualFS
 
 ToolDispatch = Callable[[RunState, str, str], Any]
@@ -46,12 +47,19 @@ class Sandbox:
     """
 
     def __init__(
-        self, *, limits: Limits | None = None, tools: Any = None, seed: int | None = None, prewarm: int = 4
+        self,
+        *,
+        limits: Limits | None = None,
+        tools: ToolRegistry | None = None,
+        seed: int | None = None,
+        prewarm: int = 4,
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        if tools is not None and not isinstance(tools, ToolRegistry):
+            raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
         self.limits = limits or Limits()
         self.tools = tools
         self.seed = seed
@@ -94,7 +102,7 @@ class Sandbox:
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
         if self._closed:
             raise SandboxClosedError("this Sandbox is closed; create a new one")
-        if current_run(required=False) is not None:
+        if current_run(required=False) is not None or in_tool_handler():
             raise ReentrancyError(
                 "a tool handler tried to start a sandbox run from inside a run on the same thread; "
                 "re-entrant runs are refused"
@@ -142,8 +150,14 @@ class Sandbox:
             deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
             max_output_bytes=limits.max_output_bytes,
         )
+        context = RunContext(code=code)
         if self.tools is not None:
-            state.tool_dispatch = self.tools.dispatch
+            registry = self.tools
+
+            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
+                return registry.dispatch(context, run, name, args)
+
+            state.tool_dispatch = dispatch
         if inputs is not None:
             state.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
         pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
@@ -184,76 +198,53 @@ class Sandbox:
             memory_bytes=None,
             tool_calls=state.tool_calls,
         )
-        stdout = state.stdout.decode("utf-8", "replace")
-        stderr = state.stderr.decode("utf-8", "replace")
-        out_files = state.vfs.outputs() if state.vfs is not None else {}
+        value, error, exit_code = self._outcome(state, raw, trap, fuel_left, limits)
+        return Result(
+            code=code,
+            stdout=state.stdout.decode("utf-8", "replace"),
+            stderr=state.stderr.decode("utf-8", "replace"),
+            value=value,
+            error=error,
+            stats=stats,
+            exit_code=exit_code,
+            files=state.vfs.outputs() if state.vfs is not None else {},
+            tool_calls=tuple(context.records),
+        )
+
+    @staticmethod
+    def _outcome(
+        state: RunState, raw: str | None, trap: wasmtime.WasmtimeError | None, fuel_left: int, limits: Limits
+    ) -> tuple[str | None, RunError | None, int | None]:
+        """(value, error, exit_code) of a finished run, from the guest's outcome or the trap."""
         if trap is not None or raw is None:
-            error: RunError | None
             if state.exit_code is not None and not state.output_exceeded:
                 # os._exit(n): the interpreter stopped at once; status 0 is a success.
-                error = (
-                    None
-                    if state.exit_code == 0
-                    else RunError(
-                        kind="exception", type="SystemExit", message=f"the guest exited with status {state.exit_code}"
-                    )
-                )
-            else:
-                error = _classify_trap(state, fuel_left, limits, str(trap), stderr)
-            return Result(
-                code=code,
-                stdout=stdout,
-                stderr=stderr,
-                value=None,
-                error=error,
-                stats=stats,
-                exit_code=state.exit_code,
-                files=out_files,
-            )
+                if state.exit_code == 0:
+                    return None, None, 0
+                message = f"the guest exited with status {state.exit_code}"
+                return None, RunError(kind="exception", type="SystemExit", message=message), state.exit_code
+            stderr = state.stderr.decode("utf-8", "replace")
+            return None, _classify_trap(state, fuel_left, limits, str(trap), stderr), None
         try:
             outcome = GUEST_OUTCOME.decode(raw)
         except msgspec.DecodeError as exc:
-            error = RunError(kind="internal", type="ProtocolError", message=f"guest sent a malformed outcome: {exc}")
-            return Result(code=code, stdout=stdout, stderr=stderr, value=None, error=error, stats=stats)
+            message = f"guest sent a malformed outcome: {exc}"
+            return None, RunError(kind="internal", type="ProtocolError", message=message), None
         # The guest hands back the unflushed tail of its output with the outcome.
         try:
             state.write_output(1, outcome.stdout.encode("utf-8", "surrogateescape"))
             state.write_output(2, outcome.stderr.encode("utf-8", "surrogateescape"))
         except Trap:
             pass
-        stdout = state.stdout.decode("utf-8", "replace")
-        stderr = state.stderr.decode("utf-8", "replace")
-        guest_error = outcome.error
         if state.output_exceeded:
-            limit_error = _classify_trap(state, fuel_left, limits, "", stderr)
-            return Result(
-                code=code,
-                stdout=stdout,
-                stderr=stderr,
-                value=outcome.value,
-                error=limit_error,
-                stats=stats,
-                exit_code=outcome.exit_code,
-                files=out_files,
+            return outcome.value, _classify_trap(state, fuel_left, limits, "", ""), outcome.exit_code
+        guest = outcome.error
+        error = None
+        if guest is not None:
+            error = RunError(
+                kind=guest.kind, type=guest.type, message=guest.message, traceback=guest.traceback, lineno=guest.lineno
             )
-        return Result(
-            code=code,
-            stdout=stdout,
-            stderr=stderr,
-            value=outcome.value,
-            error=None
-            if guest_error is None
-            else RunError(
-                kind=guest_error.kind,
-                type=guest_error.type,
-                message=guest_error.message,
-                traceback=guest_error.traceback,
-                lineno=guest_error.lineno,
-            ),
-            stats=stats,
-            exit_code=outcome.exit_code,
-            files=out_files,
-        )
+        return outcome.value, error, outcome.exit_code
 
 
 def _check_files(files: Mapping[str, bytes | str] | None) -> dict[str, bytes] | None:
@@ -311,7 +302,7 @@ def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, s
     return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)
 
 
-def run(code: str, *, limits: Limits | None = None, tools: Any = None) -> Result:
+def run(code: str, *, limits: Limits | None = None, tools: ToolRegistry | None = None) -> Result:
     """Run `code` once in a fresh sandbox: `Sandbox(limits=..., tools=...).run(code)`."""
     with Sandbox(limits=limits, tools=tools, prewarm=0) as sandbox:
         return sandbox.run(code)

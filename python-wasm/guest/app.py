@@ -184,12 +184,31 @@ class ToolError(Exception):
     """A tool call was refused or failed on the host. Catch it like any exception."""
 
 
+ToolError.__module__ = "tools"
+_SHIM_FILE = __file__
+
+
+class _HostDefault:
+    """A default value that only the host can build; shown by its repr in help()."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+
 def _make_tool(spec: dict) -> types.FunctionType:
     name = spec["name"]
     params = []
     for p in spec["params"]:
         kind = getattr(inspect.Parameter, p["kind"])
-        default = p["default"] if "default" in p else inspect.Parameter.empty
+        if "default" in p:
+            default = p["default"]
+        elif "default_repr" in p:
+            default = _HostDefault(p["default_repr"])
+        else:
+            default = inspect.Parameter.empty
         params.append(inspect.Parameter(p["name"], kind, default=default,
                                         annotation=p.get("annotation", inspect.Parameter.empty)))
     signature = inspect.Signature(params)
@@ -199,9 +218,9 @@ def _make_tool(spec: dict) -> types.FunctionType:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{name}(): {exc}") from None
-        bound.apply_defaults()
+        # Defaults are applied by the host, which validates every call anyway.
         try:
-            payload = _dumps(dict(bound.arguments), ensure_ascii=False, allow_nan=False)
+            payload = _dumps(dict(bound.arguments), ensure_ascii=True, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ToolError(f"{name}: arguments are not JSON-serialisable: {exc}") from None
         try:
@@ -257,10 +276,24 @@ def _user_traceback(exc: BaseException) -> tuple[str, int | None]:
             lineno = walk.tb_lineno
         walk = walk.tb_next
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        report = traceback.TracebackException(type(exc), exc, tb, compact=True)
+        _strip_shim_frames(report, set())
+        text = "".join(report.format())
     except BaseException:  # noqa: BLE001 - a hostile __str__ must not kill the shim
         text = f"{type(exc).__name__}: <unprintable>\n"
     return text, lineno
+
+
+def _strip_shim_frames(report: traceback.TracebackException | None, seen: set[int]) -> None:
+    """The `tools` stubs live in this shim: show the user's call, not the plumbing."""
+    if report is None or id(report) in seen:
+        return
+    seen.add(id(report))
+    report.stack = traceback.StackSummary.from_list([f for f in report.stack if f.filename != _SHIM_FILE])
+    _strip_shim_frames(report.__cause__, seen)
+    _strip_shim_frames(report.__context__, seen)
+    for inner in getattr(report, "exceptions", None) or ():
+        _strip_shim_frames(inner, seen)
 
 
 def _classify(exc: BaseException) -> str:

@@ -1,0 +1,62 @@
+"""Audit records of tool calls, and an append-only JSONL sink for them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+Source = Literal["guest", "model"]
+Decision = Literal["allowed", "denied", "invalid"]
+Outcome = Literal["ok", "error", "denied", "invalid", "timeout"]
+
+
+class ToolCallRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One call of a tool, from guest code or from a model's structured tool call.
+
+    ``arguments`` are the validated arguments when validation passed, else the
+    raw payload as received (a string, capped). ``result`` is the JSON value the
+    caller received when ``outcome == "ok"``; ``error`` the message otherwise.
+    """
+
+    id: int
+    tool: str
+    source: Source
+    run_id: str
+    arguments: Any
+    decision: Decision
+    reason: str | None
+    outcome: Outcome
+    result: Any = None
+    error: str | None = None
+    started_at: float
+    duration_s: float
+
+
+class AuditLog:
+    """Append every tool-call record (and the code that made it) to a JSONL file.
+
+    Thread-safe; each line is one JSON object: the record's fields plus
+    ``"code"`` (the guest code of the run, or null for a model's direct call).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._encoder = msgspec.json.Encoder()
+
+    def write(self, record: ToolCallRecord, code: str | None) -> None:
+        line = msgspec.json.encode({**msgspec.structs.asdict(record), "code": code, "logged_at": time.time()})
+        with self._lock, self.path.open("ab") as f:
+            f.write(line + b"\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        """All records written so far (for tests and tools that show the log)."""
+        if not self.path.exists():
+            return []
+        decoder = msgspec.json.Decoder()
+        return [decoder.decode(line) for line in self.path.read_bytes().splitlines() if line.strip()]

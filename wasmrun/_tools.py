@@ -1,0 +1,490 @@
+"""The tool registry: the only side effects guest code can reach, behind one validation pipeline.
+
+Every call, whether guest code did ``tools.query_database(...)`` or a model made
+a structured tool call (``registry.call(name, arguments_json)``), goes through:
+
+    decode (msgspec) -> validate arguments (pydantic) -> policy -> approval
+    -> budgets and rate limit -> handler on a worker thread, with a timeout
+    -> validate and cap the result -> audit record
+
+Failures never cross the boundary as host exceptions: whatever a handler raises
+(``KeyboardInterrupt`` and ``SystemExit`` included) becomes an error the caller
+sees (``tools.ToolError`` in the guest) and an audit entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import msgspec
+import pydantic
+import pydantic_core
+
+from ._audit import AuditLog, Outcome, Source, ToolCallRecord
+from ._errors import WasmrunError
+from ._runstate import RunState, Trap
+from ._schema import ToolSignature, strict_json_schema
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_RAW_ARGUMENT_PREVIEW = 2_000
+
+
+class ToolError(WasmrunError):
+    """Raise from a handler to fail the call with exactly this message (the guest sees ``tools.ToolError``)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What a policy or approver sees: the tool, its *validated* arguments, and where the call came from."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    source: Source
+    run_id: str
+    code: str | None
+
+
+Policy = Callable[[ToolCall], "bool | str | None"]
+"""Return True/None to allow, False to deny, or a string: deny, with that reason."""
+
+Approver = Callable[[ToolCall], bool]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A registered tool. Plain value: pass it around, list it, export it."""
+
+    name: str
+    func: Callable[..., Any]
+    signature: ToolSignature
+    timeout_s: float
+    requires_approval: bool
+    max_calls: int | None
+
+    @property
+    def description(self) -> str:
+        return self.signature.description
+
+    def openai_tool(self) -> dict[str, Any]:
+        """This tool as an OpenAI strict function-tool definition."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": strict_json_schema(self.signature.arguments.model_json_schema()),
+                "strict": True,
+            },
+        }
+
+    def guest_spec(self) -> dict[str, Any]:
+        doc = self.signature.docstring
+        return {"name": self.name, "doc": doc, "params": self.signature.guest_params}
+
+
+@dataclass
+class RunContext:
+    """Budgets and records of one run (or one agent conversation, for direct model calls)."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    code: str | None = None
+    total_calls: int = 0
+    calls_by_tool: dict[str, int] = field(default_factory=dict)
+    records: list[ToolCallRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RateLimiter:
+    """A token bucket: `calls` per `per_s` seconds, shared by every run of the registry."""
+
+    def __init__(self, calls: int, per_s: float) -> None:
+        self.capacity = float(calls)
+        self.rate = calls / per_s
+        self.tokens = float(calls)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+class _Job:
+    __slots__ = ("args", "done", "error", "func", "value")
+
+    def __init__(self, func: Callable[..., Any], args: dict[str, Any]) -> None:
+        self.func = func
+        self.args = args
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+_in_handler = threading.local()
+
+
+def in_tool_handler() -> bool:
+    """True on a worker thread while it runs a tool handler (used to refuse re-entrant runs)."""
+    return bool(getattr(_in_handler, "active", False))
+
+
+class _Workers:
+    """Daemon threads that run handlers, so a hung handler can be abandoned at its deadline."""
+
+    def __init__(self, max_threads: int) -> None:
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._idle = 0
+        self._threads = 0
+        self._max = max_threads
+        self._lock = threading.Lock()
+
+    def submit(self, job: _Job) -> bool:
+        with self._lock:
+            if self._idle == 0:
+                if self._threads >= self._max:
+                    return False
+                self._threads += 1
+                threading.Thread(target=self._loop, name="wasmrun-tool", daemon=True).start()
+            else:
+                self._idle -= 1
+        self._queue.put(job)
+        return True
+
+    def _loop(self) -> None:
+        _in_handler.active = True
+        while True:
+            job = self._queue.get()
+            try:
+                value = job.func(**job.args)
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_await(value))
+                job.value = value
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
+                job.error = exc
+            finally:
+                job.done.set()
+            with self._lock:
+                self._idle += 1
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+class ToolRegistry:
+    """Host functions that guest code (``import tools``) and models may call, through one pipeline.
+
+    >>> registry = ToolRegistry()
+    >>> @registry.tool
+    ... def add(a: int, b: int = 1) -> int:
+    ...     '''Add two numbers.'''
+    ...     return a + b
+    >>> wasmrun.run("import tools; tools.add(2, b=3)", tools=registry).value
+    '5'
+
+    * ``policy``: called with a `ToolCall` after validation; deny by returning False or a reason.
+    * ``approver``: asked for tools registered with ``requires_approval=True``; without one they are denied.
+    * ``max_calls``: budget of calls per run (or per `RunContext`); per-tool budgets on the decorator.
+    * ``rate_limit``: ``(calls, per_seconds)`` across all runs.
+    * ``audit``: a JSONL path or `AuditLog`; every call is appended with the code that made it.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy | None = None,
+        approver: Approver | None = None,
+        max_calls: int = 1_000,
+        rate_limit: tuple[int, float] | None = None,
+        audit: AuditLog | str | Path | None = None,
+        default_timeout_s: float = 30.0,
+        max_argument_bytes: int = 1_000_000,
+        max_result_bytes: int = 1_000_000,
+        max_concurrent_handlers: int = 64,
+    ) -> None:
+        if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0:
+            raise ValueError(f"max_calls must be an int >= 0, got {max_calls!r}")
+        if rate_limit is not None:
+            calls, per_s = rate_limit
+            if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1 or not per_s > 0:
+                raise ValueError(f"rate_limit must be (calls >= 1, per_seconds > 0), got {rate_limit!r}")
+        _positive("default_timeout_s", default_timeout_s)
+        self.policy = policy
+        self.approver = approver
+        self.max_calls = max_calls
+        self.default_timeout_s = float(default_timeout_s)
+        self.max_argument_bytes = max_argument_bytes
+        self.max_result_bytes = max_result_bytes
+        self.audit = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
+        self._rate = _RateLimiter(*rate_limit) if rate_limit is not None else None
+        self._tools: dict[str, Tool] = {}
+        self._workers = _Workers(max_concurrent_handlers)
+        self._ids = itertools.count(1)
+        self._decoder = msgspec.json.Decoder(dict[str, Any])
+
+    # -- registration ------------------------------------------------------------
+    @overload
+    def tool(self, func: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout_s: float | None = None,
+        requires_approval: bool = False,
+        max_calls: int | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout_s: float | None = None,
+        requires_approval: bool = False,
+        max_calls: int | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register a typed function as a tool; usable bare (``@registry.tool``) or with options."""
+
+        def register(fn: F) -> F:
+            tool_name = name or fn.__name__
+            if not tool_name or not set(tool_name) <= _NAME_OK or tool_name[0].isdigit() or tool_name == "ToolError":
+                raise ValueError(f"tool name {tool_name!r} must be a Python identifier (letters, digits, _)")
+            if tool_name in self._tools:
+                raise ValueError(f"a tool named {tool_name!r} is already registered")
+            if timeout_s is not None:
+                _positive("timeout_s", timeout_s)
+            if max_calls is not None and (
+                isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0
+            ):
+                raise ValueError(f"max_calls must be an int >= 0, got {max_calls!r}")
+            self._tools[tool_name] = Tool(
+                name=tool_name,
+                func=fn,
+                signature=ToolSignature(fn, tool_name, description),
+                timeout_s=float(timeout_s) if timeout_s is not None else self.default_timeout_s,
+                requires_approval=requires_approval,
+                max_calls=max_calls,
+            )
+            return fn
+
+        return register(func) if func is not None else register
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        """The registered tools by name (read-only view)."""
+        return dict(self._tools)
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """OpenAI strict function-tool definitions for every registered tool."""
+        return [tool.openai_tool() for tool in self._tools.values()]
+
+    def guest_specs(self) -> list[dict[str, Any]]:
+        """What the guest needs to build ``import tools`` (names, signatures, docstrings)."""
+        return [tool.guest_spec() for tool in self._tools.values()]
+
+    # -- calls -------------------------------------------------------------------
+    def call(
+        self, name: str, arguments: str | bytes | Mapping[str, Any], *, context: RunContext | None = None
+    ) -> ToolCallRecord:
+        """Run a model's structured tool call through the same pipeline as guest calls.
+
+        `arguments` is the JSON string from the model (or an already-decoded
+        mapping). Never raises for a bad call: the returned record says what
+        happened (``outcome``, ``result`` or ``error``). Pass one `RunContext`
+        for a whole conversation so that its budgets apply across calls.
+        """
+        if not isinstance(arguments, (str, bytes)):
+            arguments = msgspec.json.encode(dict(arguments)).decode()
+        elif isinstance(arguments, bytes):
+            arguments = arguments.decode("utf-8", "replace")
+        ctx = context or RunContext()
+        return self._pipeline(ctx, "model", name, arguments, None)
+
+    def dispatch(self, ctx: RunContext, run: RunState, name: str, args: str) -> tuple[bool, str]:
+        """A guest call, from the host import: ``(True, result_json)`` or ``(False, error_message)``."""
+        record = self._pipeline(ctx, "guest", name, args, run)
+        if record.outcome == "ok":
+            return True, msgspec.json.encode(record.result).decode()
+        return False, record.error or record.outcome
+
+    def _pipeline(self, ctx: RunContext, source: Source, name: str, raw: str, run: RunState | None) -> ToolCallRecord:
+        started_at, started = time.time(), time.perf_counter()
+        call_id = next(self._ids)
+
+        def finish(
+            decision: Any, outcome: Outcome, arguments: Any, *, reason: str | None = None,
+            result: Any = None, error: str | None = None,
+        ) -> ToolCallRecord:  # fmt: skip
+            record = ToolCallRecord(
+                id=call_id, tool=name, source=source, run_id=ctx.run_id, arguments=arguments,
+                decision=decision, reason=reason, outcome=outcome, result=result, error=error,
+                started_at=started_at, duration_s=time.perf_counter() - started,
+            )  # fmt: skip
+            with ctx.lock:
+                ctx.records.append(record)
+            if self.audit is not None:
+                self.audit.write(record, ctx.code)
+            return record
+
+        preview = raw[:_RAW_ARGUMENT_PREVIEW]
+        tool = self._tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self._tools)) or "none"
+            return finish("invalid", "invalid", preview, error=f"no tool named {name!r} (available: {known})")
+
+        # decode -> validate
+        if len(raw) > self.max_argument_bytes:
+            return finish(
+                "invalid",
+                "invalid",
+                preview,
+                error=f"{name}: arguments are {len(raw):,} bytes; the limit is {self.max_argument_bytes:,}",
+            )
+        try:
+            decoded = self._decoder.decode(raw)
+            arguments = tool.signature.arguments.model_validate(_drop_null_optionals(tool, decoded))
+        except msgspec.DecodeError as exc:
+            return finish("invalid", "invalid", preview, error=f"{name}: arguments are not a JSON object: {exc}")
+        except pydantic.ValidationError as exc:
+            return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {_explain(exc)}")
+        except RecursionError:
+            return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
+        kwargs = {key: getattr(arguments, key) for key in type(arguments).model_fields}
+        shown = arguments.model_dump(mode="json")
+
+        # policy -> approval -> budgets -> rate limit
+        call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
+        denial = self._check_policy(tool, call)
+        if denial is None:
+            denial = self._take_budget(tool, ctx)
+        if denial is not None:
+            return finish("denied", "denied", shown, reason=denial, error=f"{name}: denied: {denial}")
+
+        # handler, on a worker thread, bounded by the tool's timeout and the run's deadline
+        job = _Job(tool.func, kwargs)
+        if not self._workers.submit(job):
+            return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
+        wait_s = tool.timeout_s
+        if run is not None:
+            wait_s = min(wait_s, max(0.0, (run.deadline_ns - time.monotonic_ns()) / 1e9))
+        if not job.done.wait(wait_s):
+            if run is not None and time.monotonic_ns() >= run.deadline_ns:
+                finish("allowed", "timeout", shown, error=f"{name}: still running at the run's deadline")
+                run.timed_out = True
+                raise Trap(f"tool {name} outlived the run's deadline")
+            return finish("allowed", "timeout", shown, error=f"{name}: timed out after {tool.timeout_s:g}s")
+        if job.error is not None:
+            failure = job.error
+            message = (
+                str(failure) if isinstance(failure, ToolError) else f"{type(failure).__name__}: {_safe_str(failure)}"
+            )
+            return finish("allowed", "error", shown, error=f"{name}: {message}")
+
+        # validate and cap the result
+        try:
+            result = tool.signature.returns.dump_python(tool.signature.returns.validate_python(job.value), mode="json")
+            size = len(msgspec.json.encode(result))
+        except (pydantic.ValidationError, pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+            return finish(
+                "allowed",
+                "error",
+                shown,
+                error=f"{name}: returned a value that does not match its annotation: {_safe_str(exc)[:500]}",
+            )
+        if size > self.max_result_bytes:
+            return finish(
+                "allowed",
+                "error",
+                shown,
+                error=f"{name}: result is {size:,} bytes; the limit is {self.max_result_bytes:,}",
+            )
+        return finish("allowed", "ok", shown, result=result)
+
+    def _check_policy(self, tool: Tool, call: ToolCall) -> str | None:
+        if self.policy is not None:
+            try:
+                verdict = self.policy(call)
+            except Exception as exc:  # noqa: BLE001 - a failing policy denies, it never allows
+                return f"policy failed: {type(exc).__name__}: {exc}"
+            if verdict is False:
+                return "denied by policy"
+            if isinstance(verdict, str):
+                return verdict
+        if tool.requires_approval:
+            if self.approver is None:
+                return "requires approval, and no approver is configured"
+            try:
+                approved = self.approver(call)
+            except Exception as exc:  # noqa: BLE001
+                return f"approval failed: {type(exc).__name__}: {exc}"
+            if approved is not True:
+                return "not approved"
+        return None
+
+    def _take_budget(self, tool: Tool, ctx: RunContext) -> str | None:
+        with ctx.lock:
+            if ctx.total_calls >= self.max_calls:
+                return f"call budget exhausted ({self.max_calls} calls per run)"
+            used = ctx.calls_by_tool.get(tool.name, 0)
+            if tool.max_calls is not None and used >= tool.max_calls:
+                return f"call budget for {tool.name} exhausted ({tool.max_calls} calls per run)"
+            if self._rate is not None and not self._rate.try_acquire():
+                return "rate limit exceeded; try again later"
+            ctx.total_calls += 1
+            ctx.calls_by_tool[tool.name] = used + 1
+        return None
+
+
+def _drop_null_optionals(tool: Tool, decoded: dict[str, Any]) -> dict[str, Any]:
+    """Strict schemas make optional parameters nullable; a null there means "use the default"."""
+    fields = tool.signature.arguments.model_fields
+    return {
+        key: value
+        for key, value in decoded.items()
+        if not (value is None and key in fields and not fields[key].is_required() and fields[key].default is not None)
+    }
+
+
+def _explain(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return "<unprintable>"
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400:
+        raise ValueError(f"{name} must be a number of seconds in (0, 86400], got {value!r}")
