@@ -16,7 +16,7 @@ from typing import Any
 import wasmtime
 from wasmtime.component import Component, Linker
 
-from . import _image, _wasi
+from . import _fastcall, _image, _wasi
 from ._runstate import RunState
 
 # Engine settings are part of the compiled artifact's cache key: metered and
@@ -71,14 +71,19 @@ class _EpochTicker:
         return max(1, math.ceil(seconds / TICK_S)) + 1
 
 
-def _host_call(run: RunState, name: str, args: str) -> Any:
+def _tool_call(run: RunState, name: str, args: str) -> tuple[bool, str]:
+    """The guest's `host.call`: (True, result JSON) or (False, error message)."""
     run.check_deadline()
     run.tool_calls += 1
     if run.tool_dispatch is None:
-        return _wasi.Err(f"no tool named {name!r}: this sandbox has no tools registered")
+        return False, f"no tool named {name!r}: this sandbox has no tools registered"
     ok, payload = run.tool_dispatch(run, name, args)
     # Messages may quote the guest's own (possibly invalid) text: keep the WIT string valid.
-    payload = payload.encode("utf-8", "replace").decode("utf-8")
+    return ok, payload.encode("utf-8", "replace").decode("utf-8")
+
+
+def _host_call(run: RunState, name: str, args: str) -> Any:
+    ok, payload = _tool_call(run, name, args)
     return _wasi.Ok(payload) if ok else _wasi.Err(payload)
 
 
@@ -99,6 +104,7 @@ class Runtime:
             self.engine,
             self.component,
             extra={"wasmrun:sandbox/host": {"call": _host_call, "output": _host_output}},
+            fast={"wasmrun:sandbox/host": lambda inst: _fastcall.install(inst, _tool_call, _host_output)},
         )
         self.ticker = _EpochTicker(self.engine)
 

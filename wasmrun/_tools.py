@@ -72,6 +72,7 @@ class Tool:
     timeout_s: float
     requires_approval: bool
     max_calls: int | None
+    inline: bool = False
 
     @property
     def description(self) -> str:
@@ -144,6 +145,18 @@ _in_handler = threading.local()
 def in_tool_handler() -> bool:
     """True on a worker thread while it runs a tool handler (used to refuse re-entrant runs)."""
     return bool(getattr(_in_handler, "active", False))
+
+
+def _run_inline(job: _Job) -> None:
+    previous = getattr(_in_handler, "active", False)
+    _in_handler.active = True
+    try:
+        job.value = job.func(**job.args)
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
+        job.error = exc
+    finally:
+        _in_handler.active = previous
+        job.done.set()
 
 
 class _Workers:
@@ -254,6 +267,7 @@ class ToolRegistry:
         timeout_s: float | None = None,
         requires_approval: bool = False,
         max_calls: int | None = None,
+        inline: bool = False,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -266,8 +280,16 @@ class ToolRegistry:
         timeout_s: float | None = None,
         requires_approval: bool = False,
         max_calls: int | None = None,
+        inline: bool = False,
     ) -> F | Callable[[F], F]:
-        """Register a typed function as a tool; usable bare (``@registry.tool``) or with options."""
+        """Register a typed function as a tool; usable bare (``@registry.tool``) or with options.
+
+        ``inline=True`` runs a *synchronous* handler on the calling thread instead
+        of a worker thread, saving the thread hand-off (~70 us of a ~130 us round
+        trip). Use it only for handlers that cannot block (pure computation over
+        host data): the tool's timeout and the run's deadline are checked only
+        after an inline handler returns.
+        """
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
@@ -277,6 +299,8 @@ class ToolRegistry:
                 raise ValueError(f"a tool named {tool_name!r} is already registered")
             if timeout_s is not None:
                 _positive("timeout_s", timeout_s)
+            if inline and inspect.iscoroutinefunction(fn):
+                raise ValueError(f"tool {tool_name!r}: inline=True needs a synchronous function")
             if max_calls is not None and (
                 isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0
             ):
@@ -288,6 +312,7 @@ class ToolRegistry:
                 timeout_s=float(timeout_s) if timeout_s is not None else self.default_timeout_s,
                 requires_approval=requires_approval,
                 max_calls=max_calls,
+                inline=inline,
             )
             return fn
 
@@ -386,12 +411,14 @@ class ToolRegistry:
 
         # handler, on a worker thread, bounded by the tool's timeout and the run's deadline
         job = _Job(tool.func, kwargs)
-        if not self._workers.submit(job):
+        if tool.inline:
+            _run_inline(job)
+        elif not self._workers.submit(job):
             return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
         wait_s = tool.timeout_s
         if run is not None:
             wait_s = min(wait_s, max(0.0, (run.deadline_ns - time.monotonic_ns()) / 1e9))
-        if not job.done.wait(wait_s):
+        if not job.done.wait(wait_s) or (tool.inline and time.perf_counter() - started > wait_s):
             if run is not None and time.monotonic_ns() >= run.deadline_ns:
                 finish("allowed", "timeout", shown, error=f"{name}: still running at the run's deadline")
                 run.timed_out = True

@@ -39,6 +39,7 @@ from wasmtime.component import (
     EnumType,
     FuncType,
     Linker,
+    LinkerInstance,
     ListType,
     ResourceHost,
     ResourceType,
@@ -310,13 +311,15 @@ def install(
     engine: Engine,
     component: Component,
     extra: dict[str, dict[str, Callable[..., Any]]],
+    fast: dict[str, Callable[[LinkerInstance], bool]] | None = None,
 ) -> None:
     """Define wasmrun's WASI for every import of `component` on `linker`.
 
     Call after `linker.add_wasip2()`: the interfaces listed in `_KEEP_NATIVE`
     keep wasmtime's implementation, every other `wasi:*` import is replaced.
     `extra` maps further interfaces (wasmrun's own) to their implementations;
-    an import that is neither WASI nor in `extra` fails the link.
+    an import that is neither WASI nor in `extra` fails the link. `fast` may
+    define a whole interface itself (returning True) instead of the generic path.
     """
     linker.allow_shadowing = True
     resource_ids: dict[str, int] = {}
@@ -353,6 +356,9 @@ def install(
             assert isinstance(ity, ComponentInstanceType)
             provided = table.get(_interface(import_name), {})
             with root.add_instance(import_name) as inst:
+                installer = (fast or {}).get(_interface(import_name))
+                if installer is not None and installer(inst):
+                    continue
                 for name, item in ity.exports(engine).items():
                     ty = item.ty
                     if isinstance(ty, ResourceType):

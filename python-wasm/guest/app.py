@@ -85,6 +85,8 @@ import types  # noqa: E402
 # Bound now, so that guest code replacing `json.dumps` cannot break the outcome.
 _dumps = json.dumps
 _loads = json.loads
+# json.dumps builds a new encoder whenever it gets non-default options: build it once.
+_ARGS_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 import wit_world  # noqa: E402
 from componentize_py_types import Err  # noqa: E402
@@ -212,15 +214,27 @@ def _make_tool(spec: dict) -> types.FunctionType:
         params.append(inspect.Parameter(p["name"], kind, default=default,
                                         annotation=p.get("annotation", inspect.Parameter.empty)))
     signature = inspect.Signature(params)
+    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    known = {p.name for p in params}
+    required = [p.name for p in params if p.default is inspect.Parameter.empty]
 
     def tool(*args: object, **kwargs: object) -> object:
+        # A lean `signature.bind` (this is on every tool call's path). Defaults
+        # are applied by the host, which validates every call anyway.
+        if len(args) > len(positional):
+            raise TypeError(f"{name}() takes {len(positional)} positional arguments but {len(args)} were given")
+        arguments = dict(zip(positional, args))
+        for key, value in kwargs.items():
+            if key not in known:
+                raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")
+            if key in arguments:
+                raise TypeError(f"{name}() got multiple values for argument {key!r}")
+            arguments[key] = value
+        missing = [key for key in required if key not in arguments]
+        if missing:
+            raise TypeError(f"{name}() missing required arguments: {', '.join(map(repr, missing))}")
         try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{name}(): {exc}") from None
-        # Defaults are applied by the host, which validates every call anyway.
-        try:
-            payload = _dumps(dict(bound.arguments), ensure_ascii=True, allow_nan=False)
+            payload = _ARGS_ENCODER.encode(arguments)
         except (TypeError, ValueError) as exc:
             raise ToolError(f"{name}: arguments are not JSON-serialisable: {exc}") from None
         try:
