@@ -50,7 +50,12 @@ class AuditLog:
         self._encoder = msgspec.json.Encoder()
 
     def write(self, record: ToolCallRecord, code: str | None) -> None:
-        line = msgspec.json.encode({**msgspec.structs.asdict(record), "code": code, "logged_at": time.time()})
+        entry = {**msgspec.structs.asdict(record), "code": code, "logged_at": time.time()}
+        try:
+            line = msgspec.json.encode(entry)
+        except (UnicodeError, TypeError, ValueError):
+            # e.g. a lone surrogate in a handler's error message: keep the entry, replace what can't be encoded
+            line = msgspec.json.encode(_scrub(entry))
         with self._lock, self.path.open("ab") as f:
             f.write(line + b"\n")
 
@@ -60,3 +65,18 @@ class AuditLog:
             return []
         decoder = msgspec.json.Decoder()
         return [decoder.decode(line) for line in self.path.read_bytes().splitlines() if line.strip()]
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """`value` with every string made valid UTF-8 and anything unencodable replaced by its repr."""
+    if depth > 200:
+        return "<nested too deeply>"
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(str(k), depth + 1): _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _scrub(repr(value), depth + 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -36,9 +37,14 @@ class ToolSignature:
 
         fields: dict[str, Any] = {}
         self.guest_params: list[dict[str, Any]] = []
+        self.positional_only: list[str] = []
         for param in signature.parameters.values():
             if param.kind in _UNSUPPORTED_KINDS:
                 raise TypeError(f"tool {name!r}: *args/**kwargs parameters are not supported ({param})")
+            if param.name.startswith("model_") and hasattr(pydantic.BaseModel, param.name):
+                raise ValueError(f"tool {name!r}: parameter name {param.name!r} is reserved by pydantic; rename it")
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                self.positional_only.append(param.name)
             if param.name not in hints:
                 raise TypeError(f"tool {name!r}: parameter {param.name!r} needs a type annotation")
             annotation = hints[param.name]
@@ -47,7 +53,7 @@ class ToolSignature:
             spec: dict[str, Any] = {
                 "name": param.name,
                 "kind": "KEYWORD_ONLY" if param.kind is inspect.Parameter.KEYWORD_ONLY else "POSITIONAL_OR_KEYWORD",
-                "annotation": inspect.formatannotation(annotation),
+                "annotation": _show_annotation(annotation),
             }
             if default is not ...:
                 try:
@@ -58,12 +64,94 @@ class ToolSignature:
 
         self.arguments: type[pydantic.BaseModel] = pydantic.create_model(
             f"{name}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid"),
+            __config__=pydantic.ConfigDict(extra="forbid", protected_namespaces=()),
             **fields,
         )
+        try:
+            self.schema: dict[str, Any] = self.arguments.model_json_schema()
+        except pydantic.PydanticUserError as exc:
+            raise TypeError(f"tool {name!r}: its parameters have no JSON schema: {exc}") from exc
         returns = hints.get("return", Any)
         self.returns: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any if returns is None else returns)
         self.return_annotation = inspect.formatannotation(returns)
+
+
+def _show_annotation(annotation: Any) -> str:
+    """How the guest stub shows a parameter type: short names, ``Annotated`` constraints stay on the host."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return _QUALIFIED.sub(r"\1", inspect.formatannotation(annotation))
+
+
+_QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)")
+
+
+class NotStrict(ValueError):
+    """A schema that OpenAI strict mode cannot express (free-form mapping, recursion)."""
+
+
+def openai_parameters(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(parameters, strict): the strict form when possible, else the plain schema with ``strict: false``."""
+    try:
+        return strict_json_schema(schema), True
+    except NotStrict:
+        relaxed = {k: v for k, v in schema.items() if k != "title"}
+        return relaxed, False
+
+
+def drop_default_nulls(value: Any, schema: dict[str, Any]) -> Any:
+    """Drop ``null`` values where the strict schema allowed them only to stand for "use the default".
+
+    Strict mode makes every optional property nullable, at every depth; a model
+    then sends ``null`` for "not given". Guided by the real (non-strict) schema,
+    remove such nulls so that validation applies the default.
+    """
+    return _drop_nulls(value, schema, schema.get("$defs", {}), 0)
+
+
+def _resolve(schema: Any, defs: dict[str, Any]) -> Any:
+    for _ in range(32):
+        if not isinstance(schema, dict) or "$ref" not in schema:
+            break
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    return schema
+
+
+def _accepts_null(schema: Any, defs: dict[str, Any]) -> bool:
+    schema = _resolve(schema, defs)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "null" or schema == {}:
+        return True
+    return any(_accepts_null(option, defs) for option in schema.get("anyOf", ()))
+
+
+def _drop_nulls(value: Any, schema: Any, defs: dict[str, Any], depth: int) -> Any:
+    schema = _resolve(schema, defs)
+    if depth > 100 or not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props is None:
+            objects = [o for o in schema.get("anyOf", ()) if isinstance(_resolve(o, defs), dict)
+                       and "properties" in _resolve(o, defs)]  # fmt: skip
+            return _drop_nulls(value, objects[0], defs, depth + 1) if len(objects) == 1 else value
+        required = set(schema.get("required", ()))
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key)
+            if item is None and sub is not None and key not in required and not _accepts_null(sub, defs):
+                continue
+            out[key] = _drop_nulls(item, sub, defs, depth + 1) if sub is not None else item
+        return out
+    if isinstance(value, list):
+        items = schema.get("items")
+        if items is None:
+            arrays = [o for o in schema.get("anyOf", ()) if isinstance(_resolve(o, defs), dict)
+                      and "items" in _resolve(o, defs)]  # fmt: skip
+            items = _resolve(arrays[0], defs).get("items") if len(arrays) == 1 else None
+        return [_drop_nulls(item, items, defs, depth + 1) for item in value] if items is not None else value
+    return value
 
 
 def _summary(doc: docstring_parser.Docstring) -> str:
@@ -81,23 +169,32 @@ def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """
     defs = schema.get("$defs", {})
 
-    def resolve(node: Any, depth: int = 0) -> Any:
+    def resolve(node: Any, depth: int = 0, stack: tuple[str, ...] = ()) -> Any:
         if depth > 64:
-            raise ValueError("tool schema is too deeply nested (recursive types are not supported)")
+            raise NotStrict("tool schema is nested too deeply for strict mode")
         if isinstance(node, list):
-            return [resolve(item, depth + 1) for item in node]
+            return [resolve(item, depth + 1, stack) for item in node]
         if not isinstance(node, dict):
             return node
         if "$ref" in node:
-            target = defs[node["$ref"].rsplit("/", 1)[-1]]
-            merged = {**copy.deepcopy(target), **{k: v for k, v in node.items() if k != "$ref"}}
-            return resolve(merged, depth + 1)
+            ref = node["$ref"].rsplit("/", 1)[-1]
+            if ref in stack:
+                raise NotStrict(f"recursive type {ref} cannot be inlined for strict mode")
+            merged = {**copy.deepcopy(defs[ref]), **{k: v for k, v in node.items() if k != "$ref"}}
+            return resolve(merged, depth + 1, (*stack, ref))
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ("$defs", "title", "default"):
                 continue
-            out[key] = resolve(value, depth + 1)
+            if key == "properties" and isinstance(value, dict):
+                # property *names* are data here, whatever they are called ("title", "default", ...)
+                out[key] = {name: resolve(sub, depth + 1, stack) for name, sub in value.items()}
+            else:
+                out[key] = resolve(value, depth + 1, stack)
         if out.get("type") == "object" or "properties" in out:
+            extra = out.get("additionalProperties")
+            if not out.get("properties") and extra not in (None, False):
+                raise NotStrict("free-form mappings (dict[str, ...]) cannot be expressed in strict mode")
             props = out.setdefault("properties", {})
             required = set(out.get("required", []))
             for prop_name, prop in list(props.items()):

@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import itertools
 import queue
+import re
 import threading
 import time
 import uuid
@@ -33,16 +34,21 @@ import pydantic_core
 from ._audit import AuditLog, Outcome, Source, ToolCallRecord
 from ._errors import WasmrunError
 from ._runstate import RunState, Trap
-from ._schema import ToolSignature, strict_json_schema
+from ._schema import ToolSignature, drop_default_nulls, openai_parameters
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _RAW_ARGUMENT_PREVIEW = 2_000
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|[\ud800-\udfff]")
 
 
 class ToolError(WasmrunError):
-    """Raise from a handler to fail the call with exactly this message (the guest sees ``tools.ToolError``)."""
+    """Raise from a handler to fail the call with exactly this message (the guest sees ``tools.ToolError``).
+
+    Any other exception a handler raises reaches the caller as
+    ``"<tool>: <ExceptionType>: <message>"``.
+    """
 
 
 @dataclass(frozen=True)
@@ -79,14 +85,20 @@ class Tool:
         return self.signature.description
 
     def openai_tool(self) -> dict[str, Any]:
-        """This tool as an OpenAI strict function-tool definition."""
+        """This tool as an OpenAI function-tool definition: strict whenever its schema can be.
+
+        Free-form mappings (``dict[str, X]``) and recursive models cannot be
+        expressed in strict mode; such tools are exported with ``strict: false``
+        and their full schema rather than a schema no model could satisfy.
+        """
+        parameters, strict = openai_parameters(self.signature.schema)
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": strict_json_schema(self.signature.arguments.model_json_schema()),
-                "strict": True,
+                "parameters": parameters,
+                "strict": strict,
             },
         }
 
@@ -129,11 +141,12 @@ class _RateLimiter:
 
 
 class _Job:
-    __slots__ = ("args", "done", "error", "func", "value")
+    __slots__ = ("args", "done", "error", "func", "kwargs", "value")
 
-    def __init__(self, func: Callable[..., Any], args: dict[str, Any]) -> None:
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.func = func
         self.args = args
+        self.kwargs = kwargs
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -151,7 +164,7 @@ def _run_inline(job: _Job) -> None:
     previous = getattr(_in_handler, "active", False)
     _in_handler.active = True
     try:
-        job.value = job.func(**job.args)
+        job.value = job.func(*job.args, **job.kwargs)
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
         job.error = exc
     finally:
@@ -186,7 +199,7 @@ class _Workers:
         while True:
             job = self._queue.get()
             try:
-                value = job.func(**job.args)
+                value = job.func(*job.args, **job.kwargs)
                 if inspect.isawaitable(value):
                     value = asyncio.run(_await(value))
                 job.value = value
@@ -232,6 +245,7 @@ class ToolRegistry:
         max_argument_bytes: int = 1_000_000,
         max_result_bytes: int = 1_000_000,
         max_concurrent_handlers: int = 64,
+        approval_timeout_s: float = 300.0,
     ) -> None:
         if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0:
             raise ValueError(f"max_calls must be an int >= 0, got {max_calls!r}")
@@ -240,6 +254,8 @@ class ToolRegistry:
             if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1 or not per_s > 0:
                 raise ValueError(f"rate_limit must be (calls >= 1, per_seconds > 0), got {rate_limit!r}")
         _positive("default_timeout_s", default_timeout_s)
+        _positive("approval_timeout_s", approval_timeout_s)
+        self.approval_timeout_s = float(approval_timeout_s)
         self.policy = policy
         self.approver = approver
         self.max_calls = max_calls
@@ -293,6 +309,8 @@ class ToolRegistry:
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
+            if name is not None and not name:
+                raise ValueError("tool name must not be empty")
             if not tool_name or not set(tool_name) <= _NAME_OK or tool_name[0].isdigit() or tool_name == "ToolError":
                 raise ValueError(f"tool name {tool_name!r} must be a Python identifier (letters, digits, _)")
             if tool_name in self._tools:
@@ -342,11 +360,16 @@ class ToolRegistry:
         happened (``outcome``, ``result`` or ``error``). Pass one `RunContext`
         for a whole conversation so that its budgets apply across calls.
         """
-        if not isinstance(arguments, (str, bytes)):
-            arguments = msgspec.json.encode(dict(arguments)).decode()
-        elif isinstance(arguments, bytes):
-            arguments = arguments.decode("utf-8", "replace")
         ctx = context or RunContext()
+        if isinstance(arguments, bytes):
+            arguments = arguments.decode("utf-8", "replace")
+        elif not isinstance(arguments, str):
+            try:
+                arguments = msgspec.json.encode(dict(arguments)).decode()
+            except (TypeError, ValueError, UnicodeError) as exc:
+                return self._record(ctx, "model", name, next(self._ids), time.time(), time.perf_counter(),
+                                    "invalid", "invalid", repr(arguments)[:_RAW_ARGUMENT_PREVIEW],
+                                    error=f"{name}: arguments are not JSON-encodable: {_safe_str(exc)}")  # fmt: skip
         return self._pipeline(ctx, "model", name, arguments, None)
 
     def dispatch(self, ctx: RunContext, run: RunState, name: str, args: str) -> tuple[bool, str]:
@@ -356,24 +379,29 @@ class ToolRegistry:
             return True, msgspec.json.encode(record.result).decode()
         return False, record.error or record.outcome
 
+    def _record(
+        self, ctx: RunContext, source: Source, name: str, call_id: int, started_at: float, started: float,
+        decision: Any, outcome: Outcome, arguments: Any, *, reason: str | None = None,
+        result: Any = None, error: str | None = None,
+    ) -> ToolCallRecord:  # fmt: skip
+        record = ToolCallRecord(
+            id=call_id, tool=name, source=source, run_id=ctx.run_id, arguments=arguments,
+            decision=decision, reason=reason, outcome=outcome, result=result, error=error,
+            started_at=started_at, duration_s=time.perf_counter() - started,
+        )  # fmt: skip
+        with ctx.lock:
+            ctx.records.append(record)
+        if self.audit is not None:
+            self.audit.write(record, ctx.code)
+        return record
+
     def _pipeline(self, ctx: RunContext, source: Source, name: str, raw: str, run: RunState | None) -> ToolCallRecord:
         started_at, started = time.time(), time.perf_counter()
         call_id = next(self._ids)
 
-        def finish(
-            decision: Any, outcome: Outcome, arguments: Any, *, reason: str | None = None,
-            result: Any = None, error: str | None = None,
-        ) -> ToolCallRecord:  # fmt: skip
-            record = ToolCallRecord(
-                id=call_id, tool=name, source=source, run_id=ctx.run_id, arguments=arguments,
-                decision=decision, reason=reason, outcome=outcome, result=result, error=error,
-                started_at=started_at, duration_s=time.perf_counter() - started,
-            )  # fmt: skip
-            with ctx.lock:
-                ctx.records.append(record)
-            if self.audit is not None:
-                self.audit.write(record, ctx.code)
-            return record
+        def finish(decision: Any, outcome: Outcome, arguments: Any, **details: Any) -> ToolCallRecord:
+            return self._record(ctx, source, name, call_id, started_at, started, decision, outcome, arguments,
+                                **details)  # fmt: skip
 
         preview = raw[:_RAW_ARGUMENT_PREVIEW]
         tool = self._tools.get(name)
@@ -382,60 +410,83 @@ class ToolRegistry:
             return finish("invalid", "invalid", preview, error=f"no tool named {name!r} (available: {known})")
 
         # decode -> validate
-        if len(raw) > self.max_argument_bytes:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+        if size > self.max_argument_bytes:
             return finish(
                 "invalid",
                 "invalid",
                 preview,
-                error=f"{name}: arguments are {len(raw):,} bytes; the limit is {self.max_argument_bytes:,}",
+                error=f"{name}: arguments are {size:,} bytes; the limit is {self.max_argument_bytes:,}",
             )
         try:
             decoded = self._decoder.decode(raw)
-            arguments = tool.signature.arguments.model_validate(_drop_null_optionals(tool, decoded))
-        except msgspec.DecodeError as exc:
-            return finish("invalid", "invalid", preview, error=f"{name}: arguments are not a JSON object: {exc}")
-        except pydantic.ValidationError as exc:
-            return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {_explain(exc)}")
         except RecursionError:
             return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
-        kwargs = {key: getattr(arguments, key) for key in type(arguments).model_fields}
-        shown = arguments.model_dump(mode="json")
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            why = ("strings contain unpaired surrogates (not valid Unicode)" if _SURROGATE.search(raw)
+                   else f"not a JSON object: {exc}")  # fmt: skip
+            return finish("invalid", "invalid", preview, error=f"{name}: arguments are {why}")
+        try:
+            cleaned = drop_default_nulls(decoded, tool.signature.schema)
+            arguments = tool.signature.arguments.model_validate(cleaned)
+            shown = arguments.model_dump(mode="json")
+        except pydantic.ValidationError as exc:
+            return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {_explain(exc)}")
+        except (RecursionError, ValueError, pydantic_core.PydanticSerializationError):
+            return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
+        values = {key: getattr(arguments, key) for key in type(arguments).model_fields}
+        positional = [values.pop(key) for key in tool.signature.positional_only]
 
-        # policy -> approval -> budgets -> rate limit
+        def deadline_passed(what: str) -> ToolCallRecord:
+            assert run is not None
+            finish("allowed", "timeout", shown, error=f"{name}: {what} at the run's deadline")
+            run.timed_out = True
+            raise Trap(f"tool {name}: {what} at the run's deadline")
+
+        # policy -> approval (bounded by the run's deadline: an approver may be a slow human)
         call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
-        denial = self._check_policy(tool, call)
-        if denial is None:
-            denial = self._take_budget(tool, ctx)
+        if self.policy is not None or tool.requires_approval:
+            gate = _Job(self._check_policy, (tool, call), {})
+            if not self._workers.submit(gate):
+                return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
+            if not gate.done.wait(_remaining(run, self.approval_timeout_s)):
+                if run is not None and time.monotonic_ns() >= run.deadline_ns:
+                    return deadline_passed("waiting for policy or approval")
+                return finish("denied", "denied", shown, reason="approval timed out",
+                              error=f"{name}: denied: approval timed out")  # fmt: skip
+            denial = gate.value if gate.error is None else f"policy failed: {type(gate.error).__name__}"
+            if denial is not None:
+                return finish("denied", "denied", shown, reason=denial, error=f"{name}: denied: {denial}")
+        # budgets -> rate limit
+        denial = self._take_budget(tool, ctx)
         if denial is not None:
             return finish("denied", "denied", shown, reason=denial, error=f"{name}: denied: {denial}")
 
         # handler, on a worker thread, bounded by the tool's timeout and the run's deadline
-        job = _Job(tool.func, kwargs)
+        job = _Job(tool.func, tuple(positional), values)
         if tool.inline:
             _run_inline(job)
         elif not self._workers.submit(job):
             return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
-        wait_s = tool.timeout_s
-        if run is not None:
-            wait_s = min(wait_s, max(0.0, (run.deadline_ns - time.monotonic_ns()) / 1e9))
+        wait_s = _remaining(run, tool.timeout_s)
         if not job.done.wait(wait_s) or (tool.inline and time.perf_counter() - started > wait_s):
             if run is not None and time.monotonic_ns() >= run.deadline_ns:
-                finish("allowed", "timeout", shown, error=f"{name}: still running at the run's deadline")
-                run.timed_out = True
-                raise Trap(f"tool {name} outlived the run's deadline")
+                return deadline_passed("still running")
             return finish("allowed", "timeout", shown, error=f"{name}: timed out after {tool.timeout_s:g}s")
         if job.error is not None:
             failure = job.error
-            message = (
-                str(failure) if isinstance(failure, ToolError) else f"{type(failure).__name__}: {_safe_str(failure)}"
-            )
-            return finish("allowed", "error", shown, error=f"{name}: {message}")
+            if isinstance(failure, ToolError):
+                message = _safe_str(failure)  # exactly the handler's message
+            else:
+                message = f"{name}: {type(failure).__name__}: {_safe_str(failure)}"
+            return finish("allowed", "error", shown, error=message)
 
         # validate and cap the result
         try:
             result = tool.signature.returns.dump_python(tool.signature.returns.validate_python(job.value), mode="json")
             size = len(msgspec.json.encode(result))
-        except (pydantic.ValidationError, pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+        except (pydantic.ValidationError, pydantic_core.PydanticSerializationError, TypeError, ValueError,
+                RecursionError, UnicodeError) as exc:  # fmt: skip
             return finish(
                 "allowed",
                 "error",
@@ -452,11 +503,12 @@ class ToolRegistry:
         return finish("allowed", "ok", shown, result=result)
 
     def _check_policy(self, tool: Tool, call: ToolCall) -> str | None:
+        """None to allow, else the reason for the denial. Runs on a worker thread."""
         if self.policy is not None:
             try:
                 verdict = self.policy(call)
             except Exception as exc:  # noqa: BLE001 - a failing policy denies, it never allows
-                return f"policy failed: {type(exc).__name__}: {exc}"
+                return f"policy failed: {type(exc).__name__}: {_safe_str(exc)}"
             if verdict is False:
                 return "denied by policy"
             if isinstance(verdict, str):
@@ -467,7 +519,7 @@ class ToolRegistry:
             try:
                 approved = self.approver(call)
             except Exception as exc:  # noqa: BLE001
-                return f"approval failed: {type(exc).__name__}: {exc}"
+                return f"approval failed: {type(exc).__name__}: {_safe_str(exc)}"
             if approved is not True:
                 return "not approved"
         return None
@@ -486,14 +538,10 @@ class ToolRegistry:
         return None
 
 
-def _drop_null_optionals(tool: Tool, decoded: dict[str, Any]) -> dict[str, Any]:
-    """Strict schemas make optional parameters nullable; a null there means "use the default"."""
-    fields = tool.signature.arguments.model_fields
-    return {
-        key: value
-        for key, value in decoded.items()
-        if not (value is None and key in fields and not fields[key].is_required() and fields[key].default is not None)
-    }
+def _remaining(run: RunState | None, limit_s: float) -> float:
+    if run is None:
+        return limit_s
+    return min(limit_s, max(0.0, (run.deadline_ns - time.monotonic_ns()) / 1e9))
 
 
 def _explain(exc: pydantic.ValidationError) -> str:
