@@ -423,9 +423,11 @@ class ToolRegistry:
         except RecursionError:
             return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
         except (msgspec.DecodeError, UnicodeError) as exc:
-            why = ("strings contain unpaired surrogates (not valid Unicode)" if _SURROGATE.search(raw)
-                   else f"not a JSON object: {exc}")  # fmt: skip
-            return finish("invalid", "invalid", preview, error=f"{name}: arguments are {why}")
+            if _SURROGATE.search(raw):
+                why = "invalid arguments: strings contain unpaired surrogates (not valid Unicode)"
+            else:
+                why = f"arguments are not a JSON object: {exc}"
+            return finish("invalid", "invalid", preview, error=f"{name}: {why}")
         try:
             cleaned = drop_default_nulls(decoded, tool.signature.schema)
             arguments = tool.signature.arguments.model_validate(cleaned)
