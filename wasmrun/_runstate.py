@@ -42,6 +42,12 @@ class RunState:
     exit_code: int | None = None  # set when the guest called wasi:cli/exit (os._exit)
     tool_dispatch: Any = None
     vfs: VirtualFS | None = None  # None: the guest has no filesystem at all
+    # Named binary results the guest handed over (charts as PNG), capped at max_artifact_bytes in total.
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    max_artifact_bytes: int = 0
+    artifact_bytes: int = 0
+    outcome: str | None = None  # the guest's outcome, for images that return it through a host call
+    guest: Any = None  # the backend's per-instance data, for its host functions
     _pollables: dict[int, int] = field(default_factory=dict)
     _next_rep: int = 16
 
@@ -77,6 +83,35 @@ class RunState:
                 return ready
             wake = min(min(wakes), self.deadline_ns)
             self.cancel.wait((wake - now) / 1e9)
+
+    # -- tools ----------------------------------------------------------------
+    def call_tool(self, name: str, args: str) -> tuple[bool, str]:
+        """A guest's tool call, for every image: (True, result JSON) or (False, error message).
+
+        Traps (`Trap`) when the run's deadline has passed or the dispatch hit it.
+        """
+        self.check_deadline()
+        self.tool_calls += 1
+        if self.tool_dispatch is None:
+            return False, f"no tool named {name!r}: this sandbox has no tools registered"
+        ok, payload = self.tool_dispatch(self, name, args)
+        return ok, payload
+
+    # -- artifacts --------------------------------------------------------------
+    def add_artifact(self, name: str, data: bytes) -> str | None:
+        """Keep a named result (e.g. a chart's PNG); return why it was refused, or None."""
+        if not name or len(name) > 255 or "/" in name or "\0" in name or name in (".", ".."):
+            return f"invalid artifact name {name!r}"
+        if name in self.artifacts:
+            return f"an artifact named {name!r} already exists"
+        if self.artifact_bytes + len(data) > self.max_artifact_bytes:
+            return (
+                f"{name}: artifacts would exceed {self.max_artifact_bytes:,} bytes in total "
+                "(Limits.max_scratch_bytes); dropped"
+            )
+        self.artifacts[name] = bytes(data)
+        self.artifact_bytes += len(data)
+        return None
 
     # -- output ---------------------------------------------------------------
     def write_output(self, rep: int, data: bytes) -> None:

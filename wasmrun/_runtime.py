@@ -1,23 +1,29 @@
-"""The compiled guest and everything that is built once per process and shared.
+"""The default image: the compiled guest component and everything built once per process.
 
 An `Engine`, the compiled `Component` and a `Linker` with wasmrun's host
 functions are immutable once built and safe to share between threads, so every
 `Sandbox` of a process uses the same `Runtime` (compiled code is mapped once).
-Per-run state lives in a `Store` and a `RunState`, never here.
+Per-run state lives in a `Store` and a `RunState`, never here. `ComponentBackend`
+is the `_backend.Backend` of this image.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import wasmtime
-from wasmtime.component import Component, Linker
+from wasmtime.component import Component, Func, Linker
 
 from . import _fastcall, _image, _wasi
+from ._backend import TICK_S, Backend, EpochTicker, GuestTrap
+from ._limits import Limits
 from ._runstate import RunState
+from ._vfs import ROOT, VirtualFS
+
+__all__ = ["CONFIG_TAG", "MAX_WASM_STACK", "TICK_S", "ComponentBackend", "Runtime", "shared_runtime"]
 
 # Engine settings are part of the compiled artifact's cache key: metered and
 # unmetered code differ, so there is exactly one configuration.
@@ -25,7 +31,6 @@ CONFIG_TAG = "fuel-epoch-stack2m-v1"
 # wasmtime's default 512 KiB wasm stack overflows on ~200 nested brackets in the
 # parser; 2 MiB is the largest that wasmtime-py supports without aborting.
 MAX_WASM_STACK = 2 * 1024 * 1024
-TICK_S = 0.005  # epoch period: deadlines for running code hold to within a few ms
 
 
 def _engine() -> wasmtime.Engine:
@@ -36,48 +41,9 @@ def _engine() -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-class _EpochTicker:
-    """Advances the engine's epoch every `TICK_S` while at least one run is active."""
-
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        self._engine = engine
-        self._active = 0
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> None:
-        with self._cond:
-            self._active += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="wasmrun-epoch", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._active -= 1
-
-    def _loop(self) -> None:
-        stop = threading.Event()
-        while True:
-            with self._cond:
-                while self._active == 0:
-                    self._cond.wait()
-            stop.wait(TICK_S)
-            self._engine.increment_epoch()
-
-    @staticmethod
-    def ticks_for(seconds: float) -> int:
-        return max(1, math.ceil(seconds / TICK_S)) + 1
-
-
 def _tool_call(run: RunState, name: str, args: str) -> tuple[bool, str]:
     """The guest's `host.call`: (True, result JSON) or (False, error message)."""
-    run.check_deadline()
-    run.tool_calls += 1
-    if run.tool_dispatch is None:
-        return False, f"no tool named {name!r}: this sandbox has no tools registered"
-    ok, payload = run.tool_dispatch(run, name, args)
+    ok, payload = run.call_tool(name, args)
     # Messages may quote the guest's own (possibly invalid) text: keep the WIT string valid.
     return ok, payload.encode("utf-8", "replace").decode("utf-8")
 
@@ -106,7 +72,7 @@ class Runtime:
             extra={"wasmrun:sandbox/host": {"call": _host_call, "output": _host_output}},
             fast={"wasmrun:sandbox/host": lambda inst: _fastcall.install(inst, _tool_call, _host_output)},
         )
-        self.ticker = _EpochTicker(self.engine)
+        self.ticker = EpochTicker(self.engine)
 
 
 _runtime: Runtime | None = None
@@ -120,3 +86,79 @@ def shared_runtime(log: Callable[[str], None] | None = None) -> Runtime:
         if _runtime is None:
             _runtime = Runtime(log=log)
         return _runtime
+
+
+# --------------------------------------------------------------------------- backend
+
+_INSTANTIATE_FUEL = 10**12  # start-up work only; reset to the run's budget before the call
+_INSTANTIATE_TICKS = 10**9
+
+_WARM_UP = json.dumps(
+    {"code": "pass", "recursion_limit": 1000, "max_value_chars": 1, "seed": 0, "tools": [], "cwd": None}
+)
+
+
+class ComponentInstance:
+    """A fresh instance of the component and its ``run`` export."""
+
+    __slots__ = ("func", "store")
+
+    def __init__(self, store: wasmtime.Store, func: Func) -> None:
+        self.store = store
+        self.func = func
+
+
+class ComponentBackend(Backend[ComponentInstance]):
+    """The default image: CPython 3.14 + the standard library, a componentize-py WASI-p2 component."""
+
+    name: ClassVar[str] = "default"
+    default_prewarm: ClassVar[int] = 4
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.ticker = runtime.ticker
+
+    def instantiate(self, memory_bytes: int) -> ComponentInstance:
+        rt = self.runtime
+        store = wasmtime.Store(rt.engine)
+        try:
+            store.set_fuel(_INSTANTIATE_FUEL)
+            store.set_limits(memory_size=memory_bytes)
+            store.set_wasi(wasmtime.WasiConfig())
+            store.set_epoch_deadline(_INSTANTIATE_TICKS)
+            instance = rt.linker.instantiate(store, rt.component)
+            func = instance.get_func(store, "run")
+            assert func is not None, "guest image has no `run` export"
+        except BaseException:
+            store.close()
+            raise
+        return ComponentInstance(store, func)
+
+    def warm_up(self, instance: ComponentInstance) -> None:
+        """Run the shim once on ``pass`` so the pages every run touches are already private."""
+        instance.func(instance.store, _WARM_UP)
+
+    def prepare(
+        self, instance: ComponentInstance, state: RunState, inputs: dict[str, bytes] | None, limits: Limits
+    ) -> str | None:
+        if inputs is None:
+            return None
+        state.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
+        return ROOT
+
+    def call(self, instance: ComponentInstance, request: str) -> str:
+        try:
+            raw: str = instance.func(instance.store, request)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            raise GuestTrap(str(exc)) from None
+        return raw
+
+    def files(self, instance: ComponentInstance, state: RunState) -> dict[str, bytes]:
+        return state.vfs.outputs() if state.vfs is not None else {}
+
+    def close(self, instance: ComponentInstance) -> None:
+        instance.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"image": self.name, "python": "3.14 (componentize-py)", "image_hash": _image.image_hash()[:24]}

@@ -10,14 +10,14 @@ from typing import Any
 import msgspec
 import wasmtime
 
+from . import _images
+from ._backend import Backend, GuestTrap
 from ._errors import ReentrancyError, SandboxClosedError
 from ._limits import Limits
-from ._pool import InstancePool, instantiate
+from ._pool import InstancePool
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
-from ._runtime import Runtime, shared_runtime
 from ._tools import RunContext, ToolRegistry, in_tool_handler
-from ._vfs import ROOT, VirtualFS
 
 ToolDispatch = Callable[[RunState, str, str], Any]
 
@@ -40,6 +40,14 @@ class Sandbox:
     snapshot: nothing (globals, imported modules, random state, files) carries
     over from one run to the next. The sandbox itself only holds configuration.
 
+    ``image`` picks the guest: ``"default"`` (CPython 3.14 and its standard
+    library) or ``"scientific"`` (CPython 3.15 with numpy, pandas, scipy and
+    matplotlib; installed and compiled on first use, see ``wasmrun image
+    install scientific``). Both run behind the same limits, tools and results.
+    ``prewarm`` is how many ready instances to keep on a background thread
+    (default: 4 for the default image, 2 for scientific, whose instances come
+    with numpy, pandas and matplotlib already imported).
+
     >>> with Sandbox(limits=Limits(timeout_s=2)) as sandbox:
     ...     result = sandbox.run("sum(range(10))")
     >>> result.value
@@ -52,7 +60,8 @@ class Sandbox:
         limits: Limits | None = None,
         tools: ToolRegistry | None = None,
         seed: int | None = None,
-        prewarm: int = 4,
+        prewarm: int | None = None,
+        image: str = "default",
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
@@ -60,14 +69,24 @@ class Sandbox:
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         if tools is not None and not isinstance(tools, ToolRegistry):
             raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
+        if not isinstance(image, str):
+            raise TypeError(f"image must be a str, got {type(image).__name__}")
+        if image not in _images.IMAGES:
+            raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, _images.IMAGES))}")
         self.limits = limits or Limits()
         self.tools = tools
         self.seed = seed
-        if isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64:
+        bad_prewarm = isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64
+        if prewarm is not None and bad_prewarm:
             raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
-        self._runtime: Runtime = shared_runtime()
+        self.image = image
+        self._backend: Backend[Any] = _images.backend(image)
+        if prewarm is None:
+            prewarm = self._backend.default_prewarm
         self._closed = False
-        self._pool = InstancePool(self._runtime, self.limits.memory_bytes, prewarm) if prewarm else None
+        self._pool: InstancePool[Any] | None = (
+            InstancePool(self._backend, self.limits.memory_bytes, prewarm) if prewarm else None
+        )
 
     def __enter__(self) -> Sandbox:
         return self
@@ -91,9 +110,10 @@ class Sandbox:
         """Run `code` in a fresh instance and return what happened. Never raises for bad code.
 
         `files` are input files, visible read-only in the guest's working
-        directory ``/work`` (``open("sales.csv")``). Without `files` the guest
-        has no filesystem at all. With them, the guest may also create new files
-        in ``/work`` up to ``Limits.max_scratch_bytes``; those come back in
+        directory ``/work`` (``open("sales.csv")``). Without `files` the default
+        image has no filesystem at all (the scientific image always has an empty
+        scratch ``/work``, for charts). The guest may also create new files in
+        ``/work`` up to ``Limits.max_scratch_bytes``; those come back in
         ``Result.files``.
         """
         if not isinstance(code, str):
@@ -130,25 +150,27 @@ class Sandbox:
                 started,
             )
 
-        request = json.dumps(
+        return self._execute(code, limits, started, inputs)
+
+    def _request(self, code: str, limits: Limits, cwd: str | None) -> str:
+        """The run request every image's guest shim reads (see python-wasm/guest/wasmrun_core.py)."""
+        return json.dumps(
             {
                 "code": code,
                 "recursion_limit": limits.recursion_limit,
                 "max_value_chars": limits.max_value_chars,
                 "seed": self.seed,
                 "tools": self.tools.guest_specs() if self.tools is not None else [],
-                "cwd": ROOT if inputs is not None else None,
+                "cwd": cwd,
             }
         )
-        return self._execute(code, request, limits, started, inputs)
 
-    def _execute(
-        self, code: str, request: str, limits: Limits, started: float, inputs: dict[str, bytes] | None
-    ) -> Result:
-        rt = self._runtime
+    def _execute(self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None) -> Result:
+        backend = self._backend
         state = RunState(
             deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
             max_output_bytes=limits.max_output_bytes,
+            max_artifact_bytes=limits.max_scratch_bytes,
         )
         context = RunContext(code=code)
         if self.tools is not None:
@@ -158,12 +180,10 @@ class Sandbox:
                 return registry.dispatch(context, run, name, args)
 
             state.tool_dispatch = dispatch
-        if inputs is not None:
-            state.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
         pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
         try:
-            store, func = pool.take() if pool is not None else instantiate(rt, limits.memory_bytes)
-        except wasmtime.WasmtimeError as exc:
+            instance = pool.take(code) if pool is not None else backend.fallback(limits.memory_bytes, code)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             return _failure(
                 code,
                 "memory",
@@ -171,31 +191,35 @@ class Sandbox:
                 f"could not start the interpreter within Limits.memory_bytes: {exc}",
                 started,
             )
-        trap: wasmtime.WasmtimeError | None = None
+        trap: GuestTrap | None = None
         raw: str | None = None
         try:
+            request = self._request(code, limits, backend.prepare(instance, state, inputs, limits))
+            store = instance.store
             store.set_fuel(limits.fuel)
-            store.set_epoch_deadline(rt.ticker.ticks_for(limits.timeout_s))
+            store.set_epoch_deadline(backend.ticker.ticks_for(limits.timeout_s))
             enter_run(state)
             try:
-                with rt.ticker:
-                    raw = func(store, request)
-            except wasmtime.WasmtimeError as exc:
+                with backend.ticker:
+                    raw = backend.call(instance, request)
+            except GuestTrap as exc:
                 trap = exc
             finally:
                 leave_run()
             fuel_left = store.get_fuel()
+            files = backend.files(instance, state)
+            memory_size = backend.memory_size(instance)
         finally:
             if pool is not None:
-                pool.discard(store)
+                pool.discard(instance)
             else:
-                store.close()
+                backend.close(instance)
 
         fuel_used = limits.fuel - fuel_left
         stats = RunStats(
             duration_s=time.perf_counter() - started,
             fuel_used=fuel_used,
-            memory_bytes=None,
+            memory_bytes=memory_size,
             tool_calls=state.tool_calls,
         )
         value, error, exit_code = self._outcome(state, raw, trap, fuel_left, limits)
@@ -207,13 +231,14 @@ class Sandbox:
             error=error,
             stats=stats,
             exit_code=exit_code,
-            files=state.vfs.outputs() if state.vfs is not None else {},
+            files=files,
             tool_calls=tuple(context.records),
+            artifacts=dict(state.artifacts),
         )
 
     @staticmethod
     def _outcome(
-        state: RunState, raw: str | None, trap: wasmtime.WasmtimeError | None, fuel_left: int, limits: Limits
+        state: RunState, raw: str | None, trap: GuestTrap | None, fuel_left: int, limits: Limits
     ) -> tuple[str | None, RunError | None, int | None]:
         """(value, error, exit_code) of a finished run, from the guest's outcome or the trap."""
         if trap is not None or raw is None:
@@ -302,7 +327,9 @@ def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, s
     return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)
 
 
-def run(code: str, *, limits: Limits | None = None, tools: ToolRegistry | None = None) -> Result:
-    """Run `code` once in a fresh sandbox: `Sandbox(limits=..., tools=...).run(code)`."""
-    with Sandbox(limits=limits, tools=tools, prewarm=0) as sandbox:
+def run(
+    code: str, *, limits: Limits | None = None, tools: ToolRegistry | None = None, image: str = "default"
+) -> Result:
+    """Run `code` once in a fresh sandbox: `Sandbox(limits=..., tools=..., image=...).run(code)`."""
+    with Sandbox(limits=limits, tools=tools, image=image, prewarm=0) as sandbox:
         return sandbox.run(code)

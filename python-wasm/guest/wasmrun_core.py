@@ -1,0 +1,269 @@
+"""The image-independent half of the guest runner, shared by every wasmrun guest image.
+
+It turns one run request (a JSON document built by ``wasmrun.Sandbox``) into one
+outcome (the JSON document ``wasmrun._result.GuestOutcome`` decodes): REPL-style
+value of the last expression, tracebacks that point at the user's own lines,
+error kinds, and the ``import tools`` stubs. What differs between images (how
+output reaches the host, how a tool call travels, how the outcome is returned)
+is the image's glue module: ``app.py`` for the default component image,
+``python-wasm/scientific/wasmrun_scientific.py`` for the scientific image.
+
+Nothing in this file is a security boundary: guest code runs in the same
+interpreter and may tamper with any of it. The limits that matter are enforced
+by the host.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import linecache
+import sys
+import types
+from collections.abc import Callable
+
+# `inspect`, `traceback` and `random` are imported where they are needed: an
+# image whose snapshot does not hold them (scientific) then pays for them only
+# in runs that use them (~50 ms together in a fresh instance). The default
+# image's snapshot holds the whole standard library, so there it costs nothing.
+
+# Bound now, so that guest code replacing `json.dumps` cannot break the outcome.
+_dumps = json.dumps
+_loads = json.loads
+# json.dumps builds a new encoder whenever it gets non-default options: build it once.
+_ARGS_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+
+FILENAME = "<code>"
+
+# Error kinds; the host owns the vocabulary (wasmrun.ErrorKind).
+SYNTAX, EXCEPTION, MEMORY, TOOL = "syntax", "exception", "memory", "tool"
+
+# Source files of the runner itself: their frames are hidden from the user's tracebacks.
+SHIM_FILES = {__file__}
+
+ToolCaller = Callable[[str, str], str]
+"""``call(name, arguments_json) -> result_json``; raises `ToolError` when the host refuses or fails."""
+
+
+class ToolError(Exception):
+    """A tool call was refused or failed on the host. Catch it like any exception."""
+
+
+ToolError.__module__ = "tools"
+
+
+class _HostDefault:
+    """A default value that only the host can build; shown by its repr in help()."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
+    import inspect
+
+    name = spec["name"]
+    params = []
+    for p in spec["params"]:
+        kind = getattr(inspect.Parameter, p["kind"])
+        if "default" in p:
+            default = p["default"]
+        elif "default_repr" in p:
+            default = _HostDefault(p["default_repr"])
+        else:
+            default = inspect.Parameter.empty
+        params.append(inspect.Parameter(p["name"], kind, default=default,
+                                        annotation=p.get("annotation", inspect.Parameter.empty)))
+    signature = inspect.Signature(params)
+    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    known = {p.name for p in params}
+    required = [p.name for p in params if p.default is inspect.Parameter.empty]
+
+    def tool(*args: object, **kwargs: object) -> object:
+        # A lean `signature.bind` (this is on every tool call's path). Defaults
+        # are applied by the host, which validates every call anyway.
+        if len(args) > len(positional):
+            raise TypeError(f"{name}() takes {len(positional)} positional arguments but {len(args)} were given")
+        arguments = dict(zip(positional, args))
+        for key, value in kwargs.items():
+            if key not in known:
+                raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")
+            if key in arguments:
+                raise TypeError(f"{name}() got multiple values for argument {key!r}")
+            arguments[key] = value
+        missing = [key for key in required if key not in arguments]
+        if missing:
+            raise TypeError(f"{name}() missing required arguments: {', '.join(map(repr, missing))}")
+        try:
+            payload = _ARGS_ENCODER.encode(arguments)
+        except (TypeError, ValueError) as exc:
+            raise ToolError(f"{name}: arguments are not JSON-serialisable: {exc}") from None
+        return _loads(call(name, payload))
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = spec.get("doc") or None
+    tool.__signature__ = signature  # type: ignore[attr-defined]
+    tool.__module__ = "tools"
+    return tool  # type: ignore[return-value]
+
+
+def install_tools(specs: list[dict], call: ToolCaller) -> None:
+    """Make ``import tools`` give this run's tools, each calling the host through `call`."""
+    module = types.ModuleType("tools", "Host functions registered for this run.")
+    module.ToolError = ToolError  # type: ignore[attr-defined]
+    names = []
+    for spec in specs:
+        setattr(module, spec["name"], _make_tool(spec, call))
+        names.append(spec["name"])
+    module.__all__ = names  # type: ignore[attr-defined]
+    sys.modules["tools"] = module
+
+
+def safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not hide the real error
+        return f"<{type(exc).__name__} with an unprintable message>"
+
+
+def error(kind: str, exc: BaseException, tb_text: str, lineno: int | None) -> dict:
+    return {
+        "kind": kind,
+        "type": type(exc).__name__,
+        "message": safe_str(exc),
+        "traceback": tb_text,
+        "lineno": lineno,
+    }
+
+
+def _user_traceback(exc: BaseException) -> tuple[str, int | None]:
+    """Format `exc` from the first frame of the user's code down; drop the shim's frames."""
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
+        tb = tb.tb_next
+    lineno = None
+    walk = tb
+    while walk is not None:
+        if walk.tb_frame.f_code.co_filename == FILENAME:
+            lineno = walk.tb_lineno
+        walk = walk.tb_next
+    try:
+        report = traceback.TracebackException(type(exc), exc, tb, compact=True)
+        _strip_shim_frames(report, set())
+        text = "".join(report.format())
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not kill the shim
+        text = f"{type(exc).__name__}: <unprintable>\n"
+    return text, lineno
+
+
+def _strip_shim_frames(report: object, seen: set[int]) -> None:
+    """The `tools` stubs live in the shim: show the user's call, not the plumbing."""
+    import traceback
+
+    if report is None or id(report) in seen:
+        return
+    seen.add(id(report))
+    report.stack = traceback.StackSummary.from_list([f for f in report.stack if f.filename not in SHIM_FILES])
+    _strip_shim_frames(report.__cause__, seen)
+    _strip_shim_frames(report.__context__, seen)
+    for inner in getattr(report, "exceptions", None) or ():
+        _strip_shim_frames(inner, seen)
+
+
+def classify(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return MEMORY
+    if isinstance(exc, ToolError):
+        return TOOL
+    return EXCEPTION
+
+
+def _safe_repr(value: object, limit: int) -> tuple[str, bool]:
+    text = repr(value)
+    if len(text) > limit:
+        return text[:limit], True
+    return text, False
+
+
+def execute(req: dict, call: ToolCaller) -> dict:
+    """Run the request's code (the glue has already set up ``sys.stdout``/``sys.stderr``)."""
+    code: str = req["code"]
+    sys.setrecursionlimit(req["recursion_limit"])
+    seed = req.get("seed")
+    if seed is not None or "random" in sys.modules:
+        import random
+
+        random.seed(seed)  # None: fresh entropy from the host for every run
+    # (A `random` imported later by the code seeds itself from the host's entropy.)
+    install_tools(req.get("tools", []), call)
+    if req.get("cwd"):
+        import os
+
+        os.chdir(req["cwd"])
+    linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+
+    outcome: dict = {"value": None, "value_truncated": False, "error": None, "exit_code": None}
+    try:
+        tree = ast.parse(code, FILENAME, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        body = compile(tree, FILENAME, "exec", dont_inherit=True)
+        tail = compile(last, FILENAME, "eval", dont_inherit=True) if last is not None else None
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        import traceback
+
+        lineno = getattr(exc, "lineno", None)
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        outcome["error"] = error(SYNTAX, exc, text, lineno)
+        return outcome
+
+    namespace = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
+    try:
+        exec(body, namespace)
+        if tail is not None:
+            value = eval(tail, namespace)
+            if value is not None:
+                outcome["value"], outcome["value_truncated"] = _safe_repr(value, req["max_value_chars"])
+    except SystemExit as exc:
+        code_ = exc.code
+        if code_ is None or code_ == 0:
+            outcome["exit_code"] = 0
+        else:
+            outcome["exit_code"] = int(code_) if isinstance(code_, int) else 1
+            text, lineno = _user_traceback(exc)
+            outcome["error"] = error(EXCEPTION, exc, text, lineno)
+    except BaseException as exc:  # noqa: BLE001 - report everything the user's code raised
+        text, lineno = _user_traceback(exc)
+        outcome["error"] = error(classify(exc), exc, text, lineno)
+    return outcome
+
+
+def run_request(request: str, call: ToolCaller, prepare: Callable[[dict], None] | None = None) -> dict:
+    """`execute` on a JSON request; never raises (a failure of the shim itself becomes the outcome's error).
+
+    `prepare`, if given, sees the decoded request first (image-specific set-up).
+    """
+    try:
+        req = _loads(request)
+        if prepare is not None:
+            prepare(req)
+        return execute(req, call)
+    except BaseException as exc:  # noqa: BLE001 - the shim itself must never panic
+        return {"value": None, "value_truncated": False, "exit_code": None,
+                "error": error(classify(exc), exc, f"{type(exc).__name__}\n", None)}
+
+
+def encode_outcome(outcome: dict) -> str:
+    """The outcome as JSON text that is valid UTF-8 (lone surrogates are replaced)."""
+    try:
+        text = _dumps(outcome, ensure_ascii=False)
+    except BaseException:  # noqa: BLE001 - e.g. a hostile object in an error field
+        text = _dumps(outcome, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -1,0 +1,164 @@
+"""The seam between the shared run machinery and one guest image.
+
+`Sandbox` owns everything that is the same for every image: checking the
+caller's input, the run's `RunState` (deadline, output caps, tool dispatch,
+audit), fuel and epoch deadlines on the store, classifying a trap from the
+run's own bookkeeping, and assembling the `Result`. The instance pool
+(`_pool.InstancePool`) is shared too. A `Backend` holds only what differs
+between images:
+
+* its engine configuration and the compiled artifact (loaded once per process,
+  from wasmrun's private cache),
+* its linker with the host functions (defined once),
+* making a fresh instance in a new store (`instantiate`), optionally warming it
+  with trusted code before any user code runs (`warm_up`),
+* giving the run its files (`prepare`) and collecting what it wrote (`files`),
+* calling the guest with the run's request (`call`) and handing back its raw
+  outcome, a JSON document decoded by the shared `GuestOutcome` decoder,
+* disposing of an instance (`close`).
+
+Every instance serves exactly one user run, whichever backend made it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import wasmtime
+
+from ._limits import Limits
+from ._runstate import RunState, enter_run, leave_run
+
+TICK_S = 0.005  # epoch period: deadlines for running code hold to within a few ms
+_WARM_UP_OUTPUT = 64 * 1024  # what trusted warm-up code may print (it should print nothing)
+
+
+class GuestTrap(Exception):
+    """The guest stopped abnormally (a wasm trap, or a host function that stopped it).
+
+    The message is wasmtime's (or the host function's) text; the run's own
+    `RunState` decides what it means (`_sandbox._classify_trap`).
+    """
+
+
+class GuestInstance(Protocol):
+    """What the shared code needs from a backend's instance: its store (fuel, epoch deadline)."""
+
+    @property
+    def store(self) -> wasmtime.Store: ...
+
+
+I = TypeVar("I", bound=GuestInstance)  # noqa: E741 - the conventional name for "instance type"
+
+
+class EpochTicker:
+    """Advances an engine's epoch every `TICK_S` while at least one run is active on it."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._active = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._active += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="wasmrun-epoch", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
+
+    def _loop(self) -> None:
+        stop = threading.Event()
+        while True:
+            with self._cond:
+                while self._active == 0:
+                    self._cond.wait()
+            stop.wait(TICK_S)
+            self._engine.increment_epoch()
+
+    @staticmethod
+    def ticks_for(seconds: float) -> int:
+        return max(1, math.ceil(seconds / TICK_S)) + 1
+
+
+class Backend(ABC, Generic[I]):
+    """One guest image: engine, compiled artifact, linker, and how to make, call and dispose of instances.
+
+    A backend is built once per process (see `_images.backend`) and shared by
+    every `Sandbox` and thread; per-run state lives in the instance and the
+    `RunState`, never here.
+    """
+
+    name: ClassVar[str]
+    #: Ready instances a `Sandbox` keeps by default (its ``prewarm``).
+    default_prewarm: ClassVar[int]
+    #: Deadline for `warm_up`, which runs trusted code only.
+    warm_up_timeout_s: ClassVar[float] = 10.0
+
+    engine: wasmtime.Engine
+    ticker: EpochTicker
+
+    @abstractmethod
+    def instantiate(self, memory_bytes: int) -> I:
+        """A fresh instance in a new store capped at `memory_bytes`.
+
+        Raises `wasmtime.WasmtimeError` (or `wasmtime.Trap`) when the cap is too
+        small to start the interpreter at all.
+        """
+
+    @abstractmethod
+    def warm_up(self, instance: I) -> None:
+        """Run trusted code in `instance` so that a user run starts faster; called off the hot path."""
+
+    def prewarmed(self, memory_bytes: int) -> I:
+        """A fresh instance, warmed; what the pool keeps ready. Called off the hot path."""
+        instance = self.instantiate(memory_bytes)
+        state = RunState(
+            deadline_ns=time.monotonic_ns() + int(self.warm_up_timeout_s * 1e9), max_output_bytes=_WARM_UP_OUTPUT
+        )
+        enter_run(state)
+        try:
+            self.warm_up(instance)
+        except BaseException:
+            self.close(instance)
+            raise
+        finally:
+            leave_run()
+        return instance
+
+    def fallback(self, memory_bytes: int, code: str) -> I:
+        """An instance for `code` when no warmed one is ready (on the run's hot path)."""
+        return self.instantiate(memory_bytes)
+
+    @abstractmethod
+    def prepare(self, instance: I, state: RunState, inputs: dict[str, bytes] | None, limits: Limits) -> str | None:
+        """Bind `state` to `instance` and give the run its input files; return the guest's working directory."""
+
+    @abstractmethod
+    def call(self, instance: I, request: str) -> str:
+        """Run one request (JSON) in `instance`; return the guest's outcome (JSON) or raise `GuestTrap`."""
+
+    @abstractmethod
+    def files(self, instance: I, state: RunState) -> dict[str, bytes]:
+        """The files the run created, by path relative to its working directory."""
+
+    def memory_size(self, instance: I) -> int | None:
+        """The guest's linear memory size after a run, if the image can tell (`RunStats.memory_bytes`)."""
+        return None
+
+    @abstractmethod
+    def close(self, instance: I) -> None:
+        """Release everything `instance` holds (its store, any host directory). Never raises."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the image for diagnostics (versions, paths)."""
+        return {"image": self.name}

@@ -1,0 +1,296 @@
+"""The ``run_code`` tool: code execution as a tool call, with a compact, model-facing result.
+
+`RunCode` binds the tool to a `wasmrun.Sandbox`: `RunCode.definition` is the
+strict OpenAI function-tool definition (``code: str``, ``language: "python"``)
+and `RunCode.handle` runs a model's call and returns what the model should see:
+a JSON object with stdout/stderr (truncated with a clear marker), the value of
+the last expression, the files the code wrote, and on failure the error kind,
+exception type, message, the offending line of the model's own code and a short
+traceback, plus a hint on how to recover.
+
+Usable on its own in any tool-calling loop::
+
+    run_code = RunCode(sandbox)
+    tools = [run_code.definition(), *registry.openai_tools()]
+    ...
+    outcome = run_code.handle(tool_call.function.arguments)
+    messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": outcome.content})
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pydantic
+
+from .._audit import ToolCallRecord
+from .._limits import Limits
+from .._result import Result, RunError
+from .._sandbox import Sandbox
+from ._jsonsafe import encode_json
+
+RUN_CODE: str = "run_code"
+"""The name of the code-execution tool."""
+
+DEFAULT_ENVIRONMENT = "Only the Python standard library is available (no third-party packages such as pandas)."
+"""What `RunCode` tells the model about the interpreter's packages, by default (the default image)."""
+
+TRUNCATION_MARKER = "[... {omitted:,} characters truncated ...]"
+"""Inserted where output was cut; ``{omitted}`` is the number of characters left out."""
+
+_MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+class RunCodeArguments(pydantic.BaseModel):
+    """The arguments of a ``run_code`` call."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    code: str = pydantic.Field(description="The complete Python program to run.")
+    language: Literal["python"] = "python"
+
+
+@dataclass(frozen=True)
+class RunCodeOutcome:
+    """One handled ``run_code`` call.
+
+    ``result`` is None when the call's arguments were invalid (nothing ran);
+    ``content`` is the string to send back to the model as the tool result.
+    """
+
+    code: str | None
+    result: Result | None
+    content: str
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the code ran to the end."""
+        return self.result is not None and self.result.ok
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters, keeping the head and the tail around a marker."""
+    if len(text) <= limit:
+        return text
+    head = max(0, limit * 2 // 3)
+    tail = max(0, limit - head)
+    omitted = len(text) - head - tail
+    marker = TRUNCATION_MARKER.format(omitted=omitted)
+    return f"{text[:head]}\n{marker}\n{text[len(text) - tail :] if tail else ''}"
+
+
+def short_traceback(traceback: str, max_lines: int = 14) -> str:
+    """The end of a guest traceback (the frames nearest the error), at most `max_lines` lines."""
+    lines = traceback.rstrip("\n").splitlines()
+    if len(lines) <= max_lines:
+        return "\n".join(lines)
+    kept = lines[-(max_lines - 2) :]
+    return "\n".join([lines[0], f"  [... {len(lines) - len(kept) - 1} traceback lines omitted ...]", *kept])
+
+
+def _code_line(code: str, lineno: int | None) -> str | None:
+    if lineno is None or lineno < 1:
+        return None
+    lines = code.splitlines()
+    return lines[lineno - 1].strip()[:300] if lineno <= len(lines) else None
+
+
+def failure_hint(error: RunError, limits: Limits) -> str:
+    """A one-line suggestion for the model on how to recover from `error`."""
+    if error.kind == "syntax":
+        return "The code did not compile: fix the syntax and call run_code again with the whole program."
+    if error.kind == "timeout":
+        return (
+            f"The code ran longer than its {limits.timeout_s:g} s limit: do less work, use a faster algorithm, "
+            "and never sleep or wait for input."
+        )
+    if error.kind == "fuel":
+        return "The code used up its CPU budget: use a faster algorithm or process less data."
+    if error.kind == "memory":
+        return f"The code ran out of memory ({limits.memory_bytes // 2**20} MiB): keep less data in memory."
+    if error.kind == "output_limit":
+        return f"The code printed more than {limits.max_output_bytes:,} bytes: print summaries, not whole datasets."
+    if error.kind == "tool":
+        return "A tool call failed: read the message, fix the call's arguments (or catch tools.ToolError)."
+    if error.type == "ModuleNotFoundError":
+        match = _MISSING_MODULE.search(error.message)
+        name = match[1] if match else "that module"
+        return f"Module {name!r} is not installed in the sandbox: rewrite the code without it."
+    if error.kind == "internal":
+        return "The interpreter crashed; try a simpler approach."
+    where = f" (line {error.lineno} of your code)" if error.lineno is not None else ""
+    return f"Read the traceback{where}, fix the cause, and run the whole corrected program again."
+
+
+def format_result(
+    result: Result,
+    *,
+    limits: Limits | None = None,
+    tool_calls: Sequence[ToolCallRecord] | None = None,
+    max_output_chars: int = 4_000,
+    max_traceback_lines: int = 14,
+) -> str:
+    """The model-facing summary of a run, as a compact JSON object (a string).
+
+    Keys (empty ones are left out): ``ok``; ``stdout``, ``stderr`` and ``value``
+    (each truncated to `max_output_chars` with `TRUNCATION_MARKER`); ``files``
+    (name -> size in bytes of each file the code wrote); ``tool_calls`` (how
+    many); on failure ``error`` with ``kind``, ``type``, ``message``, ``line``,
+    ``code_line`` (the model's own source line), ``traceback`` (shortened) and
+    ``hint``; ``note`` when the run produced nothing visible.
+    """
+    limits = limits or Limits()
+    out: dict[str, Any] = {"ok": result.ok}
+    if result.error is not None:
+        error = result.error
+        info: dict[str, Any] = {
+            "kind": error.kind,
+            "type": error.type,
+            "message": truncate(error.message or error.type, 1_000),
+        }
+        if error.lineno is not None:
+            info["line"] = error.lineno
+            line = _code_line(result.code, error.lineno)
+            if line:
+                info["code_line"] = line
+        if error.traceback:
+            info["traceback"] = truncate(short_traceback(error.traceback, max_traceback_lines), 3_000)
+        info["hint"] = failure_hint(error, limits)
+        out["error"] = info
+    if result.stdout:
+        out["stdout"] = truncate(result.stdout, max_output_chars)
+    if result.stderr:
+        out["stderr"] = truncate(result.stderr, max_output_chars)
+    if result.value is not None:
+        out["value"] = truncate(result.value, max_output_chars)
+    if result.files:
+        out["files"] = {name: len(data) for name, data in result.files.items()}
+    calls = len(tool_calls) if tool_calls is not None else len(result.tool_calls)
+    if calls:
+        out["tool_calls"] = calls
+    if result.ok and not result.stdout and result.value is None and not result.files:
+        out["note"] = "The code ran but printed nothing and its last line is not an expression: print what you need."
+    return encode_json(out).decode("utf-8")
+
+
+def run_code_definition(
+    *,
+    tool_names: Sequence[str] = (),
+    limits: Limits | None = None,
+    environment: str = DEFAULT_ENVIRONMENT,
+    with_files: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The strict OpenAI function-tool definition of ``run_code``.
+
+    The description tells the model what the sandbox offers: a fresh
+    interpreter per call, `environment` (installed packages), the time limit,
+    the ``tools`` module with `tool_names`, and input files `with_files`.
+    """
+    limits = limits or Limits()
+    parts = [
+        "Run a Python program in a fresh, isolated sandbox and get back what it printed (stdout, stderr), "
+        "the value of its last expression (like a REPL), the files it wrote, or the error with a traceback.",
+        environment,
+        "No network and no host filesystem. Nothing persists between calls (variables, imports, files): "
+        "each call must contain the whole program.",
+        f"Each call may run for at most {limits.timeout_s:g} s.",
+        "Files written to the working directory are returned as artifacts (for example a chart).",
+    ]
+    if tool_names:
+        names = ", ".join(sorted(tool_names))
+        parts.append(
+            f"`import tools` to call the host's tools as Python functions with keyword arguments: {names} "
+            "(same arguments as the tool definitions); a failed call raises tools.ToolError."
+        )
+    if with_files:
+        parts.append("Input files in the working directory (read-only): " + ", ".join(sorted(with_files)) + ".")
+    return {
+        "type": "function",
+        "function": {
+            "name": RUN_CODE,
+            "description": " ".join(parts),
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "description": "The complete Python program to run."},
+                    "language": {"type": "string", "enum": ["python"], "description": "Always 'python'."},
+                },
+                "required": ["code", "language"],
+                "additionalProperties": False,
+            },
+            "strict": True,
+        },
+    }
+
+
+class RunCode:
+    """The ``run_code`` tool bound to a sandbox: its definition and its handler.
+
+    `files` are input files every run sees (read-only) in its working
+    directory; the guest may always write new files there (they come back as
+    artifacts in ``Result.files``).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        files: Mapping[str, bytes | str] | None = None,
+        limits: Limits | None = None,
+        environment: str = DEFAULT_ENVIRONMENT,
+        max_output_chars: int = 4_000,
+    ) -> None:
+        if max_output_chars < 100:
+            raise ValueError(f"max_output_chars must be >= 100, got {max_output_chars!r}")
+        self.sandbox = sandbox
+        self.files: dict[str, bytes | str] = dict(files or {})
+        self.limits = limits or sandbox.limits
+        self.environment = environment
+        self.max_output_chars = max_output_chars
+
+    def definition(self) -> dict[str, Any]:
+        """The strict OpenAI function-tool definition, describing this sandbox's tools and files."""
+        names = list(self.sandbox.tools.tools) if self.sandbox.tools is not None else []
+        return run_code_definition(
+            tool_names=names, limits=self.limits, environment=self.environment, with_files=list(self.files)
+        )
+
+    @staticmethod
+    def parse(arguments: str | bytes | Mapping[str, Any]) -> RunCodeArguments:
+        """Validate a call's arguments (the model's JSON string). Raises ``pydantic.ValidationError``."""
+        if isinstance(arguments, (str, bytes)):
+            return RunCodeArguments.model_validate_json(arguments)
+        return RunCodeArguments.model_validate(dict(arguments))
+
+    def run(self, code: str, *, limits: Limits | None = None) -> Result:
+        """Run `code` in a fresh instance, with the input files (and so a writable working directory)."""
+        return self.sandbox.run(code, limits=limits or self.limits, files=self.files)
+
+    def handle(self, arguments: str | bytes | Mapping[str, Any], *, limits: Limits | None = None) -> RunCodeOutcome:
+        """Handle one ``run_code`` call from a model: validate, run, and format the result for the model."""
+        try:
+            parsed = self.parse(arguments)
+        except pydantic.ValidationError as exc:
+            problem = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                for err in exc.errors(include_url=False)[:5]
+            )
+            content = encode_json(
+                {
+                    "ok": False,
+                    "error": {
+                        "kind": "invalid_arguments",
+                        "message": f"run_code: invalid arguments: {problem}",
+                        "hint": 'Call run_code with a JSON object {"code": "<python program>", "language": "python"}.',
+                    },
+                }
+            ).decode()
+            return RunCodeOutcome(code=None, result=None, content=content, problem=problem)
+        effective = limits or self.limits
+        result = self.run(parsed.code, limits=effective)
+        content = format_result(result, limits=effective, max_output_chars=self.max_output_chars)
+        return RunCodeOutcome(code=parsed.code, result=result, content=content)
