@@ -18,7 +18,7 @@ import re
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Annotated, Any, Final
+from typing import IO, Annotated, Any, Final, cast
 
 import msgspec
 import typer
@@ -492,7 +492,7 @@ def eval_command(
             problems,
             k=ks,
             workers=workers,
-            backend=backend,  # type: ignore[arg-type]  # checked by _check_backend
+            backend=cast(Any, backend),  # checked by _check_backend
             limits=limits,
             resume=resume,
             report=report,
