@@ -587,3 +587,23 @@ def test_concurrent_output_caps_are_per_run(sandbox) -> None:
         else:
             assert result.ok
             assert result.stdout == "q" * 150 + "\n"
+
+
+def test_unclosed_sandbox_releases_its_pool_thread() -> None:
+    import gc
+    import threading
+    import time
+
+    def pool_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "wasmrun-prewarm" and t.is_alive())
+
+    before = pool_threads()
+    sandboxes = [wasmrun.Sandbox(prewarm=1) for _ in range(3)]
+    assert sandboxes[0].run("1 + 1").value == "2"
+    assert pool_threads() >= before + 3
+    del sandboxes
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while pool_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool_threads() <= before

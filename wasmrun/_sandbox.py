@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,6 +88,9 @@ class Sandbox:
         self._pool: InstancePool[Any] | None = (
             InstancePool(self._backend, self.limits.memory_bytes, prewarm) if prewarm else None
         )
+        if self._pool is not None:
+            # A Sandbox dropped without close() must not keep its pool thread and warm instances alive.
+            weakref.finalize(self, self._pool.close)
 
     def __enter__(self) -> Sandbox:
         return self
