@@ -25,7 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _scientific_installed() -> bool:
-    from wasmrun import _sciimage, _scientific
+    from wasmrun import _scientific, _sciimage
 
     return _sciimage.installed(_scientific.CONFIG_TAG) is not None
 

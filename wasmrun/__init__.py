@@ -11,6 +11,7 @@ from ._limits import Limits
 from ._result import ErrorKind, Result, RunError, RunStats
 from ._sandbox import Sandbox, run
 from ._tools import RunContext, Tool, ToolCall, ToolError, ToolRegistry
+from .eval import evaluate
 
 __version__ = "0.1.0"
 
@@ -33,5 +34,6 @@ __all__ = [
     "ToolRegistry",
     "WasmrunError",
     "__version__",
+    "evaluate",
     "run",
 ]

@@ -177,7 +177,7 @@ def _trampoline_wat(types: dict[str, wasmtime.FuncType]) -> str:
         results = " ".join(str(r) for r in ty.results)
         return (f"(param {params})" if params else "") + (f" (result {results})" if results else "")
 
-    parts = ['(module', '  (import "env" "memory" (memory 0))']
+    parts = ["(module", '  (import "env" "memory" (memory 0))']
     for i, (name, ty) in enumerate(types.items()):
         parts.append(f'  (import "wasi_snapshot_preview1" "{name}" (func $f{i} {sig(ty)}))')
     parts.append('  (export "memory" (memory 0))')
