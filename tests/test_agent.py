@@ -717,7 +717,7 @@ def test_seed_example_offline(tmp_path: Path) -> None:
 def test_demo_command_writes_chart_and_transcript(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from wasmrun.agent import demo
 
-    assert demo.main(["--out", str(tmp_path)]) == 0
+    assert demo.main(["--out", str(tmp_path), "--image", "default"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [demo.TRANSCRIPT_NAME, "q3_revenue_by_region.svg"]
     out = capsys.readouterr().out
     for expected in ("import pandas as pd", "ModuleNotFoundError", "query_database", "get_targets", "August"):
@@ -756,3 +756,28 @@ def test_lone_surrogates_from_the_model_do_not_break_the_conversation(run_agent:
     assert result.tool_calls[0].outcome == "invalid" and "surrogates" in str(result.tool_calls[0].error)
     assert len(read_transcript(tmp_path / "s.jsonl")) == len(result.events)
     assert result.events[-1]["answer"] == "done \ufffd"
+
+
+def _scientific_installed() -> bool:
+    from wasmrun import _scientific, _sciimage
+
+    return _sciimage.installed(_scientific.CONFIG_TAG) is not None
+
+
+@pytest.mark.skipif(
+    not _scientific_installed(), reason="scientific image not installed (wasmrun image install scientific)"
+)
+def test_seed_replay_with_pandas_and_matplotlib_makes_a_png(tmp_path: Path) -> None:
+    from wasmrun.agent.seed import SCIENTIFIC_CHART_FILE, replay_seed, sales_database
+
+    with sales_database(tmp_path) as db_path:
+        result, server = replay_seed(db_path=db_path, transcript=tmp_path / "t.jsonl", image="scientific")
+    assert not server.errors
+    assert result.ok, result.answer
+    first, second = result.code_runs
+    assert first.result.error is not None and first.result.error.kind == "tool"  # wrong column, fed back
+    assert second.result.ok, second.result.error
+    assert "'missed_months': ['Aug', 'Sep']" in (second.result.value or "")
+    png = result.files[SCIENTIFIC_CHART_FILE]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert SCIENTIFIC_CHART_FILE in result.answer

@@ -104,7 +104,7 @@ def test_transcript_survives_unencodable_values(tmp_path: Path) -> None:
 
 
 def test_agent_demo_command(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["agent", "demo", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["agent", "demo", "--out", str(tmp_path), "--image", "default"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "q3_revenue_by_region.svg").read_bytes().startswith(b"<svg")
     shown = runner.invoke(app, ["log", "show", str(tmp_path / "agent-demo-transcript.jsonl")])

@@ -607,3 +607,23 @@ def test_unclosed_sandbox_releases_its_pool_thread() -> None:
     while pool_threads() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pool_threads() <= before
+
+
+def test_process_exits_cleanly_after_runs_with_tools_and_live_pools() -> None:
+    """Interpreter teardown with live pools, tickers and linkers must not crash (it once died with SIGSEGV)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import wasmrun\n"
+        "reg = wasmrun.ToolRegistry()\n"
+        "@reg.tool\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    '''Add.'''\n"
+        "    return a + b\n"
+        "sb = wasmrun.Sandbox(tools=reg, prewarm=2)\n"
+        "print(sb.run('import tools; tools.add(2, 3)').value)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "5"

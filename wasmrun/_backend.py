@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import wasmtime
 
+from . import _shutdown
 from ._limits import Limits
 from ._runstate import RunState, enter_run, leave_run
 
@@ -63,6 +64,17 @@ class EpochTicker:
         self._active = 0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopping = False
+        _shutdown.register(self)
+
+    def stop(self, timeout: float) -> None:
+        """Stop ticking and join the thread (at interpreter exit)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     def __enter__(self) -> None:
         with self._cond:
@@ -77,12 +89,14 @@ class EpochTicker:
             self._active -= 1
 
     def _loop(self) -> None:
-        stop = threading.Event()
+        pause = threading.Event()
         while True:
             with self._cond:
-                while self._active == 0:
+                while self._active == 0 and not self._stopping:
                     self._cond.wait()
-            stop.wait(TICK_S)
+                if self._stopping:
+                    return
+            pause.wait(TICK_S)
             self._engine.increment_epoch()
 
     @staticmethod

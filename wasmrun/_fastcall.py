@@ -104,10 +104,6 @@ def _make_output(impl: Callable[[Any, int, str], None]) -> Any:
     return _CALLBACK_T(callback)
 
 
-def _noop_finalizer(data: Any) -> None:
-    return None
-
-
 def install(
     instance: Any,
     call: Callable[[Any, str, str], tuple[bool, str]],
@@ -116,7 +112,9 @@ def install(
     """Define ``call`` and ``output`` on a `LinkerInstance` with the lean callbacks; False if unavailable."""
     if not _AVAILABLE or os.environ.get("WASMRUN_NO_FASTCALL"):
         return False
-    finalizer = _FINALIZER_T(_noop_finalizer)
+    # No finalizer: the linker may be deleted during interpreter teardown, after a
+    # Python-level finalizer thunk was freed; calling it then crashes the process.
+    finalizer = _FINALIZER_T()
     for name, callback in (("call", _make_call(call)), ("output", _make_output(output))):
         encoded = name.encode()
         err = ffi.wasmtime_component_linker_instance_add_func(
@@ -125,5 +123,4 @@ def install(
         if err:
             raise WasmtimeError._from_ptr(err)
         _KEEP_ALIVE.append(callback)
-    _KEEP_ALIVE.append(finalizer)
     return True

@@ -23,6 +23,7 @@ from typing import Generic
 
 import wasmtime
 
+from . import _shutdown
 from ._backend import Backend, GuestTrap, I
 
 
@@ -39,6 +40,7 @@ class InstancePool(Generic[I]):
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="wasmrun-prewarm", daemon=True)
         self._thread.start()
+        _shutdown.register(self)
 
     def take(self, code: str) -> I:
         """A fresh instance for `code`: a ready one if any, else one made now (`Backend.fallback`)."""
@@ -60,6 +62,12 @@ class InstancePool(Generic[I]):
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Close, and wait for the thread to dispose of its instances (at interpreter exit)."""
+        self.close()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         backend = self._backend

@@ -603,6 +603,13 @@ def agent_demo(
         Path | None,
         typer.Option("--transcript", help="Transcript file.", show_default="OUT/agent-demo-transcript.jsonl"),
     ] = None,
+    image: Annotated[
+        str,
+        typer.Option(
+            "--image",
+            help="Sandbox image: scientific (pandas + matplotlib, PNG chart) or default (standard library, SVG).",
+        ),
+    ] = "scientific",
 ) -> None:
     """The seed example end to end: Q3 sales by region as a chart, with tools and code (offline by default)."""
     if live:
@@ -612,7 +619,7 @@ def agent_demo(
     from .agent.demo import run_demo
 
     try:
-        result = run_demo(out_dir=out, live=live, model=model, transcript=transcript)
+        result = run_demo(out_dir=out, live=live, model=model, transcript=transcript, image=image)
     except openai.APIError as exc:
         Console(file=sys.stderr, highlight=False).print(
             Text(f"wasmrun agent demo: the model API failed: {_printable(str(exc))}", style="bold red")

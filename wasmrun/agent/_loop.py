@@ -292,6 +292,7 @@ class Agent:
         completion_options: Mapping[str, Any] | None = None,
         seed: int | None = None,
         prewarm: int = 1,
+        image: str = "default",
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -322,7 +323,7 @@ class Agent:
         self.max_output_chars = max_output_chars
         self.completion_options: dict[str, Any] = dict(completion_options or {})
         self._bridge = _ConversationTools(tools) if tools is not None else None
-        self.sandbox = Sandbox(limits=self.limits, tools=self._bridge, seed=seed, prewarm=prewarm)
+        self.sandbox = Sandbox(limits=self.limits, tools=self._bridge, seed=seed, prewarm=prewarm, image=image)
 
     @classmethod
     def from_env(cls, *, model: str | None = None, **options: Any) -> Agent:

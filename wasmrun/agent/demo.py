@@ -1,7 +1,8 @@
 """The seed example end to end: ``python -m wasmrun.agent.demo`` (also ``wasmrun agent demo``).
 
-By default it is offline and needs no key: the recorded model conversation
-(`wasmrun.agent.seed.RECORDED_CONVERSATION`) is served by a local
+By default it is offline and needs no key, and uses the scientific image (pandas
++ matplotlib, installed on first use): the recorded model conversation
+(`wasmrun.agent.seed.recorded_conversation`) is served by a local
 OpenAI-compatible server on 127.0.0.1, and the real ``openai`` client, the agent
 loop, the tools (over a freshly made SQLite sales database) and the sandbox all
 run for real. ``--live`` talks to a real model instead (``OPENAI_API_KEY``,
@@ -102,6 +103,7 @@ def run_demo(
     model: str | None = None,
     transcript: str | Path | None = None,
     console: Console | None = None,
+    image: str = "scientific",
 ) -> AgentResult:
     """Run the seed example (replayed unless `live`), save its artifacts to `out_dir` and print a report."""
     console = console or Console(highlight=False)
@@ -118,13 +120,13 @@ def run_demo(
             chosen = model or os.environ.get("WASMRUN_MODEL") or DEFAULT_MODEL
             client = openai.OpenAI()
             console.print(f"model: {chosen} at {client.base_url} (live)", markup=False)
-            result = run_seed(client, chosen, db_path=db_path, transcript=transcript_path)
+            result = run_seed(client, chosen, db_path=db_path, transcript=transcript_path, image=image)
         else:
             console.print(
                 "model: the recorded conversation, replayed by a local OpenAI-compatible server (offline, no key)",
                 markup=False,
             )
-            result, server = replay_seed(db_path=db_path, transcript=transcript_path)
+            result, server = replay_seed(db_path=db_path, transcript=transcript_path, image=image)
             if server.errors:
                 console.print(Text(f"replay server errors: {server.errors}", style="red"))
     written = save_artifacts(result.files, out)
@@ -137,13 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wasmrun.agent.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=".", help="directory for the chart and the transcript (default: .)")
     parser.add_argument("--live", action="store_true", help="use a real model (OPENAI_API_KEY, OPENAI_BASE_URL)")
+    parser.add_argument(
+        "--image",
+        choices=["scientific", "default"],
+        default="scientific",
+        help="sandbox image: scientific (pandas + matplotlib, PNG chart; installed on first use) or default "
+        "(standard library only, SVG chart)",
+    )
     parser.add_argument("--model", default=None, help=f"model for --live (default: $WASMRUN_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--transcript", default=None, help=f"transcript file (default: OUT/{TRANSCRIPT_NAME})")
     args = parser.parse_args(argv)
     if args.live and not os.environ.get("OPENAI_API_KEY"):
         print("--live needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, WASMRUN_MODEL)", file=sys.stderr)
         return 2
-    result = run_demo(out_dir=args.out, live=args.live, model=args.model, transcript=args.transcript)
+    result = run_demo(out_dir=args.out, live=args.live, model=args.model, transcript=args.transcript, image=args.image)
     return 0 if result.ok else 1
 
 

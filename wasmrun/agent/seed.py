@@ -40,8 +40,8 @@ SEED_TASK = (
 
 SEED_INSTRUCTIONS = """\
 Our sales database is reachable through the tools query_database and get_targets. "Our Q3" means the \
-latest Q3 that has data. Save charts as image files in the working directory of run_code (SVG when no \
-plotting library is available) and name the chart file in your answer."""
+latest Q3 that has data. Save charts as image files in the working directory of run_code (PNG with \
+matplotlib; SVG when no plotting library is available) and name the chart file in your answer."""
 
 CHART_EXTENSIONS = (".svg", ".png", ".jpg", ".jpeg", ".pdf", ".html")
 """Artifacts that count as a chart for `chart_validator`."""
@@ -171,8 +171,83 @@ comes from the West region: $27,052, against $69,005 in July and $72,183 in Sept
 regions sold at their usual level. September missed narrowly, with no single region standing out."""
 
 
-def recorded_conversation() -> list[dict[str, Any]]:
-    """The model's side of the seed conversation, one assistant message per turn (for `ReplayServer`)."""
+#: Scientific image, first attempt: a wrong column name; the tool refuses it and the error is fed back.
+SCIENTIFIC_FIRST_CODE = """\
+import pandas as pd
+import tools
+
+sales = pd.DataFrame(tools.query_database(table="sales", quarter="2024-Q3", fields=["month", "region", "sales"]))
+print(sales.head())
+"""
+
+#: Scientific image, the fix: pandas for the numbers, matplotlib for the chart, saved as a PNG.
+SCIENTIFIC_CHART_CODE = """\
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import tools
+
+QUARTER = "2024-Q3"
+sales = pd.DataFrame(tools.query_database(table="sales", quarter=QUARTER, fields=["month", "region", "revenue"]))
+targets = pd.DataFrame(tools.get_targets(quarter=QUARTER)).set_index("month")["target"]
+
+months = list(targets.index)  # calendar order
+monthly = sales.pivot_table(index="month", columns="region", values="revenue", aggfunc="sum").reindex(months)
+summary = pd.DataFrame({"total": monthly.sum(axis=1), "target": targets})
+summary["vs_target_%"] = (summary["total"] / summary["target"] - 1) * 100
+missed = summary.index[summary["total"] < summary["target"]].tolist()
+print(f"{len(sales)} sales rows for {QUARTER}")
+print(monthly.round(0).to_string())
+print(summary.round(1).to_string())
+
+fig, ax = plt.subplots(figsize=(9, 5.5))
+monthly.plot(kind="bar", stacked=True, ax=ax, colormap="tab10", width=0.6)
+for i, month in enumerate(months):
+    ax.hlines(targets[month], i - 0.35, i + 0.35, colors="black", linestyles="dashed",
+              label="target" if i == 0 else None)
+    if month in missed:
+        ax.axvspan(i - 0.45, i + 0.45, color="red", alpha=0.12, zorder=0)
+        top = max(summary.loc[month, "total"], targets[month])
+        ax.annotate(f"missed {summary.loc[month, 'vs_target_%']:+.1f}%", (i, top), textcoords="offset points",
+                    xytext=(0, 8), ha="center", color="darkred", fontweight="bold")
+ax.set_title(f"Monthly revenue by region, {QUARTER} (months that missed target in red)")
+ax.set_xlabel("")
+ax.set_ylabel("revenue ($)")
+ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
+ax.tick_params(axis="x", rotation=0)
+ax.legend(title="region", bbox_to_anchor=(1.01, 1), loc="upper left")
+fig.tight_layout()
+fig.savefig("q3_revenue_by_region.png", dpi=110)
+plt.close(fig)
+
+{"missed_months": missed, "totals": summary["total"].round(2).to_dict(), "targets": targets.to_dict()}
+"""
+
+SCIENTIFIC_CHART_FILE = "q3_revenue_by_region.png"
+
+
+def recorded_conversation(image: str = "default") -> list[dict[str, Any]]:
+    """The model's side of the seed conversation, one assistant message per turn (for `ReplayServer`).
+
+    ``image="scientific"``: the model writes pandas + matplotlib and saves a PNG (its first
+    attempt asks for a column that does not exist and gets the tool's error back);
+    ``"default"``: the standard-library version with an SVG chart.
+    """
+    if image == "scientific":
+        return [
+            call("get_targets", {"quarter": "2024-Q3"}, id="call_targets"),
+            run_code_call(
+                SCIENTIFIC_FIRST_CODE,
+                content="Targets: Jul $295,000, Aug $288,000, Sep $304,000. Now the sales rows, in pandas.",
+                id="call_code_1",
+            ),
+            run_code_call(
+                SCIENTIFIC_CHART_CODE,
+                content="The revenue column is called `revenue`, not `sales`. Fixing that and drawing the chart.",
+                id="call_code_2",
+            ),
+            say(FINAL_ANSWER.replace(CHART_FILE, SCIENTIFIC_CHART_FILE)),
+        ]
     return [
         call("get_targets", {"quarter": "2024-Q3"}, id="call_targets"),
         run_code_call(
@@ -236,6 +311,7 @@ def run_seed(
     limits: Limits | None = None,
     agent_limits: AgentLimits | None = None,
     task: str = SEED_TASK,
+    image: str = "default",
     **options: Any,
 ) -> AgentResult:
     """Run the seed task with `client` (a real endpoint, or a `ReplayServer`'s client) and the seed's tools."""
@@ -243,7 +319,8 @@ def run_seed(
         client,
         model,
         tools=seed_registry(db_path),
-        limits=limits or Limits(timeout_s=10),
+        limits=limits or Limits(timeout_s=30 if image == "scientific" else 10),
+        image=image,
         agent_limits=agent_limits,
         validator=chart_validator,
         instructions=SEED_INSTRUCTIONS,
@@ -253,11 +330,16 @@ def run_seed(
 
 
 def replay_seed(
-    *, db_path: str | Path, transcript: str | Path | None = None, script: list[Any] | None = None
+    *,
+    db_path: str | Path,
+    transcript: str | Path | None = None,
+    script: list[Any] | None = None,
+    image: str = "default",
 ) -> tuple[AgentResult, ReplayServer]:
-    """The seed example offline: `RECORDED_CONVERSATION` (or `script`) replayed by a local server."""
-    with ReplayServer(script if script is not None else recorded_conversation(), model="recorded-seed") as server:
-        result = run_seed(server.client(), "recorded-seed", db_path=db_path, transcript=transcript)
+    """The seed example offline: the recorded conversation for `image` (or `script`) replayed by a local server."""
+    recording = script if script is not None else recorded_conversation(image)
+    with ReplayServer(recording, model="recorded-seed") as server:
+        result = run_seed(server.client(), "recorded-seed", db_path=db_path, transcript=transcript, image=image)
     return result, server
 
 
