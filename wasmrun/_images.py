@@ -7,6 +7,11 @@ from typing import Any
 
 from ._backend import Backend
 
+# The default image's host code is imported with wasmrun itself, so that a process's first run
+# pays only for loading the cached image, not for importing modules. (The scientific backend
+# stays lazy: most processes never use it.)
+from ._runtime import ComponentBackend, shared_runtime
+
 IMAGES = ("default", "scientific")
 """Image names accepted by ``Sandbox(image=...)``."""
 
@@ -31,8 +36,6 @@ def backend(image: str) -> Backend[Any]:
             return found
         made: Backend[Any]
         if image == "default":
-            from ._runtime import ComponentBackend, shared_runtime
-
             made = ComponentBackend(shared_runtime())
         elif image == "scientific":
             from ._scientific import ScientificBackend
