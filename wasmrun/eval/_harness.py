@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
 
 from .._errors import WasmrunError
 from .._limits import Limits
@@ -217,6 +217,26 @@ class Checker:
 
 
 Emit: TypeAlias = Callable[[int, Outcome], None]
+T = TypeVar("T")
+
+
+def drain(done: queue.Queue[T | BaseException | None], producers: int, handle: Callable[[T], None]) -> None:
+    """Hand every item `producers` threads put on `done` to `handle`, on this thread, until each put None.
+
+    A producer's exception is re-raised here. Waits in short slices so Ctrl-C stays responsive.
+    """
+    running = producers
+    while running:
+        try:
+            item = done.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if item is None:
+            running -= 1
+        elif isinstance(item, BaseException):
+            raise item
+        else:
+            handle(item)
 
 
 def _run_threads(jobs: Sequence[tuple[int, str]], limits: Limits, workers: int, emit: Emit) -> None:
@@ -243,19 +263,8 @@ def _run_threads(jobs: Sequence[tuple[int, str]], limits: Limits, workers: int, 
     threads = [threading.Thread(target=work, name=f"wasmrun-eval-{n}", daemon=True) for n in range(workers)]
     for thread in threads:
         thread.start()
-    running = len(threads)
     try:
-        while running:
-            try:
-                item = done.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                emit(*item)
+        drain(done, len(threads), lambda item: emit(*item))
     finally:
         stop.set()
         for thread in threads:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from .._limits import Limits
-from ._harness import Outcome
+from ._harness import Outcome, drain
 
 #: Samples per batch sent to a worker: amortizes the pipe round trip, keeps the load balanced.
 MAX_BATCH: Final = 8
@@ -179,21 +179,14 @@ def run_processes(
     ]
     for thread in threads:
         thread.start()
-    running = len(threads)
     finished = False
     try:
-        while running:
-            try:
-                item = done.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                for index, outcome in item:
-                    emit(index, outcome)
+
+        def emit_batch(batch: list[tuple[int, Outcome]]) -> None:
+            for index, outcome in batch:
+                emit(index, outcome)
+
+        drain(done, len(threads), emit_batch)
         finished = True
     finally:
         stop.set()

