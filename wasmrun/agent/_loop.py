@@ -46,7 +46,7 @@ from .._runstate import RunState
 from .._sandbox import Sandbox
 from .._tools import RunContext, Tool, ToolRegistry
 from ._jsonsafe import encode_json, scrub
-from ._run_code import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode, format_result, truncate
+from ._run_code import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode, explain_invalid, format_result, truncate
 from ._transcript import Transcript
 
 if TYPE_CHECKING:
@@ -709,10 +709,7 @@ class _Conversation:
         try:
             parsed = RunCode.parse(arguments)
         except pydantic.ValidationError as exc:
-            problem = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-                for err in exc.errors(include_url=False)[:5]
-            )
+            problem = explain_invalid(exc)
             content = _json(
                 {
                     "ok": False,

@@ -44,6 +44,14 @@ TRUNCATION_MARKER = "[... {omitted:,} characters truncated ...]"
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
+def explain_invalid(exc: pydantic.ValidationError) -> str:
+    """The first few validation errors of a ``run_code`` call, as "path: message; ..."."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+        for err in exc.errors(include_url=False)[:5]
+    )
+
+
 class RunCodeArguments(pydantic.BaseModel):
     """The arguments of a ``run_code`` call."""
 
@@ -275,10 +283,7 @@ class RunCode:
         try:
             parsed = self.parse(arguments)
         except pydantic.ValidationError as exc:
-            problem = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-                for err in exc.errors(include_url=False)[:5]
-            )
+            problem = explain_invalid(exc)
             content = encode_json(
                 {
                     "ok": False,
