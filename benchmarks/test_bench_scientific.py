@@ -58,7 +58,7 @@ METERED_FUEL = 20_000_000_000
 
 def _installed() -> bool:
     try:
-        from wasmrun import _sciimage, _scientific
+        from wasmrun import _scientific, _sciimage
     except ImportError:
         return False
     return _sciimage.installed(_scientific.CONFIG_TAG) is not None

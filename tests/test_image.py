@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 import wasmrun
-from wasmrun import _image, _runtime
+from wasmrun.images import _cache
+from wasmrun.images.default import _build, _runtime
 
 
 @pytest.fixture(scope="module")
 def image_dir() -> Path:
     _runtime.shared_runtime()  # make sure the current image is built and cached
-    return _image.cache_root() / f"python-{_image.image_hash()[:24]}"
+    return _cache.cache_root() / f"python-{_build.image_hash()[:24]}"
 
 
 @pytest.fixture
@@ -38,21 +39,21 @@ def _cwasm(directory: Path) -> Path:
 
 
 def test_intact_entry_is_verified(cache_copy: Path) -> None:
-    assert _image._verified(_cwasm(cache_copy))
-    assert _image._verified(_cwasm(cache_copy))  # second time through the stamp
+    assert _cache.verified(_cwasm(cache_copy))
+    assert _cache.verified(_cwasm(cache_copy))  # second time through the stamp
 
 
 def test_truncated_entry_is_detected(cache_copy: Path) -> None:
     cwasm = _cwasm(cache_copy)
-    assert _image._verified(cwasm)
+    assert _cache.verified(cwasm)
     with cwasm.open("r+b") as f:
         f.truncate(cwasm.stat().st_size // 2)
-    assert not _image._verified(cwasm)
+    assert not _cache.verified(cwasm)
 
 
 def test_corruption_with_same_size_and_mtime_is_detected(cache_copy: Path) -> None:
     cwasm = _cwasm(cache_copy)
-    assert _image._verified(cwasm)  # writes the stamp
+    assert _cache.verified(cwasm)  # writes the stamp
     info = cwasm.stat()
     with cwasm.open("r+b") as f:  # flip bytes in the first sampled block
         f.seek(0)
@@ -60,22 +61,22 @@ def test_corruption_with_same_size_and_mtime_is_detected(cache_copy: Path) -> No
         f.seek(0)
         f.write(bytes(b ^ 0xFF for b in head))
     os.utime(cwasm, ns=(info.st_atime_ns, info.st_mtime_ns))
-    assert not _image._verified(cwasm)
+    assert not _cache.verified(cwasm)
 
 
 def test_missing_sidecar_means_unverified(cache_copy: Path) -> None:
     cwasm = _cwasm(cache_copy)
     cwasm.with_name(cwasm.name + ".sha256").unlink()
-    assert not _image._verified(cwasm)
+    assert not _cache.verified(cwasm)
 
 
 def test_corrupt_compiled_image_is_rebuilt_not_loaded(cache_copy: Path) -> None:
     cwasm = _cwasm(cache_copy)
     cwasm.write_bytes(b"\0" * 1024)  # garbage that must never be deserialized as native code
     engine = _runtime._engine()
-    component = _image.load_component(engine, _runtime.CONFIG_TAG)
+    component = _build.load_component(engine, _runtime.CONFIG_TAG)
     assert component is not None
-    assert _image._verified(cwasm) and cwasm.stat().st_size > 1024
+    assert _cache.verified(cwasm) and cwasm.stat().st_size > 1024
 
 
 def test_directory_open_to_others_is_refused(tmp_path: Path) -> None:
@@ -83,11 +84,11 @@ def test_directory_open_to_others_is_refused(tmp_path: Path) -> None:
     shared.mkdir()
     shared.chmod(0o777)
     with pytest.raises(wasmrun.ImageError, match="accessible to other users"):
-        _image.private_dir(shared)
+        _cache.private_dir(shared)
 
 
 def test_new_directories_are_private(tmp_path: Path) -> None:
-    created = _image.private_dir(tmp_path / "a" / "b")
+    created = _cache.private_dir(tmp_path / "a" / "b")
     assert created.stat().st_mode & 0o777 == 0o700
 
 
@@ -105,5 +106,5 @@ def test_two_processes_building_at_once_agree(tmp_path: Path) -> None:
         assert proc.returncode == 0, err.decode()
         assert out.decode().strip() == "42"
     (entry,) = (tmp_path / "cold").glob("python-*")
-    assert _image._verified(_cwasm(entry))
+    assert _cache.verified(_cwasm(entry))
     assert not list(entry.glob("*.tmp"))

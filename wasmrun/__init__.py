@@ -5,13 +5,12 @@
 '42\\n'
 """
 
-from ._audit import AuditLog, ToolCallRecord
 from ._errors import ImageError, ReentrancyError, SandboxClosedError, WasmrunError
 from ._limits import Limits
 from ._result import ErrorKind, Result, RunError, RunStats
 from ._sandbox import Sandbox, run
-from ._tools import RunContext, Tool, ToolCall, ToolError, ToolRegistry
 from .eval import evaluate
+from .tools import AuditLog, RunContext, Tool, ToolCall, ToolCallRecord, ToolError, ToolRegistry
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._audit import ToolCallRecord
+from .tools._audit import ToolCallRecord
 
 ErrorKind = Literal["syntax", "exception", "timeout", "fuel", "memory", "output_limit", "tool", "internal"]
 """Why a run failed.

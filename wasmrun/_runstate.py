@@ -13,10 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._vfs import VirtualFS
+from typing import Any
 
 _local = threading.local()
 
@@ -41,13 +38,14 @@ class RunState:
     tool_calls: int = 0
     exit_code: int | None = None  # set when the guest called wasi:cli/exit (os._exit)
     tool_dispatch: Any = None
-    vfs: VirtualFS | None = None  # None: the guest has no filesystem at all
     # Named binary results the guest handed over (charts as PNG), capped at max_artifact_bytes in total.
     artifacts: dict[str, bytes] = field(default_factory=dict)
     max_artifact_bytes: int = 0
     artifact_bytes: int = 0
     outcome: str | None = None  # the guest's outcome, for images that return it through a host call
-    guest: Any = None  # the backend's per-instance data, for its host functions
+    # The backend's per-run data for its host functions (the scientific image's instance, the default
+    # image's virtual filesystem or None for no filesystem at all).
+    guest: Any = None
     _pollables: dict[int, int] = field(default_factory=dict)
     _next_rep: int = 16
 

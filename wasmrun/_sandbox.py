@@ -11,14 +11,13 @@ from typing import Any
 import msgspec
 import wasmtime
 
-from . import _images
-from ._backend import Backend, GuestTrap
+from . import images
 from ._errors import ReentrancyError, SandboxClosedError
 from ._limits import Limits
-from ._pool import InstancePool
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
-from ._tools import RunContext, ToolRegistry, in_tool_handler
+from .images import Backend, GuestTrap, InstancePool
+from .tools import RunContext, ToolRegistry, in_tool_handler
 
 ToolDispatch = Callable[[RunState, str, str], Any]
 
@@ -72,8 +71,8 @@ class Sandbox:
             raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
         if not isinstance(image, str):
             raise TypeError(f"image must be a str, got {type(image).__name__}")
-        if image not in _images.IMAGES:
-            raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, _images.IMAGES))}")
+        if image not in images.IMAGES:
+            raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, images.IMAGES))}")
         self.limits = limits or Limits()
         self.tools = tools
         self.seed = seed
@@ -81,7 +80,7 @@ class Sandbox:
         if prewarm is not None and bad_prewarm:
             raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
         self.image = image
-        self._backend: Backend[Any] = _images.backend(image)
+        self._backend: Backend[Any] = images.backend(image)
         if prewarm is None:
             prewarm = self._backend.default_prewarm
         self._closed = False

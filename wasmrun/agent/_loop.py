@@ -38,13 +38,12 @@ import msgspec
 import openai
 import pydantic
 
-from .._audit import ToolCallRecord
 from .._errors import WasmrunError
 from .._limits import Limits
 from .._result import Result
 from .._runstate import RunState
 from .._sandbox import Sandbox
-from .._tools import RunContext, Tool, ToolRegistry
+from ..tools import RunContext, Tool, ToolCallRecord, ToolRegistry
 from ._jsonsafe import encode_json, scrub
 from ._run_code import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode, explain_invalid, format_result, truncate
 from ._transcript import Transcript

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import pydantic
 
-from .._audit import ToolCallRecord
 from .._limits import Limits
 from .._result import Result, RunError
 from .._sandbox import Sandbox
+from ..tools import ToolCallRecord
 from ._jsonsafe import encode_json
 
 RUN_CODE: str = "run_code"

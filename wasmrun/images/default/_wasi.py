@@ -47,7 +47,7 @@ from wasmtime.component import (
     Variant,
 )
 
-from ._runstate import RunState, Trap, current_run
+from ..._runstate import RunState, Trap, current_run
 from ._vfs import FsError, VirtualFS
 
 # Interfaces whose wasmtime implementation is kept: none of them can block, and
@@ -177,9 +177,10 @@ class _Implementations:
             return Ok(None)
 
         def read(run: RunState, rep: int, n: int) -> Ok | Err:
-            if rep == STDIN or run.vfs is None or not run.vfs.has_stream(rep):
+            fs = files_of(run)
+            if rep == STDIN or fs is None or not fs.has_stream(rep):
                 return CLOSED
-            chunk = run.vfs.stream_read(rep, n)
+            chunk = fs.stream_read(rep, n)
             return CLOSED if chunk is None else Ok(chunk)
 
         def fs(method: Callable[..., Any], wrap: Callable[[Any], Any] = lambda v: v) -> Callable[..., Any]:
@@ -233,9 +234,10 @@ class _Implementations:
         }
 
         def preopens(run: RunState) -> list[tuple[Any, str]]:
-            if run.vfs is None:
+            fs = files_of(run)
+            if fs is None:
                 return []
-            return [(own_desc(rep), path) for rep, path in run.vfs.preopens()]
+            return [(own_desc(rep), path) for rep, path in fs.preopens()]
 
         def exit_(run: RunState, status: Any) -> None:
             run.exit_code = 0 if isinstance(status, Variant) and status.tag == "ok" else 1
@@ -283,10 +285,17 @@ class _Implementations:
         }
 
 
+def files_of(run: RunState) -> VirtualFS | None:
+    """The run's virtual filesystem (the default image keeps it in `RunState.guest`); None: no filesystem."""
+    fs: VirtualFS | None = run.guest
+    return fs
+
+
 def _vfs(run: RunState) -> VirtualFS:
-    if run.vfs is None:
+    fs = files_of(run)
+    if fs is None:
         raise FsError("not-permitted")
-    return run.vfs
+    return fs
 
 
 def _interface(import_name: str) -> str:
@@ -339,7 +348,7 @@ def install(
         return drop
 
     def drop_file(method: Callable[[VirtualFS, int], None]) -> Callable[[RunState, int], None]:
-        return lambda run, rep: method(run.vfs, rep) if run.vfs is not None else None
+        return lambda run, rep: method(fs, rep) if (fs := files_of(run)) is not None else None
 
     dtors["pollable"] = dropper(RunState.drop_pollable)
     dtors["descriptor"] = dropper(drop_file(VirtualFS.drop_descriptor))

@@ -4,7 +4,7 @@
 caller's input, the run's `RunState` (deadline, output caps, tool dispatch,
 audit), fuel and epoch deadlines on the store, classifying a trap from the
 run's own bookkeeping, and assembling the `Result`. The instance pool
-(`_pool.InstancePool`) is shared too. A `Backend` holds only what differs
+(`wasmrun.images.InstancePool`) is shared too. A `Backend` holds only what differs
 between images:
 
 * its engine configuration and the compiled artifact (loaded once per process,
@@ -30,11 +30,14 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import wasmtime
 
-from . import _shutdown
-from ._limits import Limits
-from ._runstate import RunState, enter_run, leave_run
+from .. import _shutdown
+from .._limits import Limits
+from .._runstate import RunState, enter_run, leave_run
 
 TICK_S = 0.005  # epoch period: deadlines for running code hold to within a few ms
+# wasmtime's default 512 KiB wasm stack overflows on ~200 nested brackets in the
+# parser; 2 MiB is the largest that wasmtime-py supports without aborting.
+MAX_WASM_STACK = 2 * 1024 * 1024
 _WARM_UP_OUTPUT = 64 * 1024  # what trusted warm-up code may print (it should print nothing)
 
 
@@ -107,7 +110,7 @@ class EpochTicker:
 class Backend(ABC, Generic[I]):
     """One guest image: engine, compiled artifact, linker, and how to make, call and dispose of instances.
 
-    A backend is built once per process (see `_images.backend`) and shared by
+    A backend is built once per process (see `wasmrun.images.backend`) and shared by
     every `Sandbox` and thread; per-run state lives in the instance and the
     `RunState`, never here.
     """

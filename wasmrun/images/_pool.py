@@ -23,7 +23,7 @@ from typing import Generic
 
 import wasmtime
 
-from . import _shutdown
+from .. import _shutdown
 from ._backend import Backend, GuestTrap, I
 
 

@@ -14,10 +14,8 @@ sees (``tools.ToolError`` in the guest) and an audit entry.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import itertools
-import queue
 import re
 import threading
 import time
@@ -31,9 +29,10 @@ import msgspec
 import pydantic
 import pydantic_core
 
+from .._errors import WasmrunError
+from .._runstate import RunState, Trap
 from ._audit import AuditLog, Outcome, Source, ToolCallRecord
-from ._errors import WasmrunError
-from ._runstate import RunState, Trap
+from ._handlers import Job, RateLimiter, Workers, run_inline
 from ._schema import ToolSignature, drop_default_nulls, openai_parameters
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,102 +118,6 @@ class RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _RateLimiter:
-    """A token bucket: `calls` per `per_s` seconds, shared by every run of the registry."""
-
-    def __init__(self, calls: int, per_s: float) -> None:
-        self.capacity = float(calls)
-        self.rate = calls / per_s
-        self.tokens = float(calls)
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True
-            return False
-
-
-class _Job:
-    __slots__ = ("args", "done", "error", "func", "kwargs", "value")
-
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-
-_in_handler = threading.local()
-
-
-def in_tool_handler() -> bool:
-    """True on a worker thread while it runs a tool handler (used to refuse re-entrant runs)."""
-    return bool(getattr(_in_handler, "active", False))
-
-
-def _run_inline(job: _Job) -> None:
-    previous = getattr(_in_handler, "active", False)
-    _in_handler.active = True
-    try:
-        job.value = job.func(*job.args, **job.kwargs)
-    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
-        job.error = exc
-    finally:
-        _in_handler.active = previous
-        job.done.set()
-
-
-class _Workers:
-    """Daemon threads that run handlers, so a hung handler can be abandoned at its deadline."""
-
-    def __init__(self, max_threads: int) -> None:
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._idle = 0
-        self._threads = 0
-        self._max = max_threads
-        self._lock = threading.Lock()
-
-    def submit(self, job: _Job) -> bool:
-        with self._lock:
-            if self._idle == 0:
-                if self._threads >= self._max:
-                    return False
-                self._threads += 1
-                threading.Thread(target=self._loop, name="wasmrun-tool", daemon=True).start()
-            else:
-                self._idle -= 1
-        self._queue.put(job)
-        return True
-
-    def _loop(self) -> None:
-        _in_handler.active = True
-        while True:
-            job = self._queue.get()
-            try:
-                value = job.func(*job.args, **job.kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_await(value))
-                job.value = value
-            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
-                job.error = exc
-            finally:
-                job.done.set()
-            with self._lock:
-                self._idle += 1
-
-
-async def _await(value: Any) -> Any:
-    return await value
-
-
 class ToolRegistry:
     """Host functions that guest code (``import tools``) and models may call, through one pipeline.
 
@@ -263,9 +166,9 @@ class ToolRegistry:
         self.max_argument_bytes = max_argument_bytes
         self.max_result_bytes = max_result_bytes
         self.audit = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
-        self._rate = _RateLimiter(*rate_limit) if rate_limit is not None else None
+        self._rate = RateLimiter(*rate_limit) if rate_limit is not None else None
         self._tools: dict[str, Tool] = {}
-        self._workers = _Workers(max_concurrent_handlers)
+        self._workers = Workers(max_concurrent_handlers)
         self._ids = itertools.count(1)
         self._decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -448,7 +351,7 @@ class ToolRegistry:
         # policy -> approval (bounded by the run's deadline: an approver may be a slow human)
         call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
         if self.policy is not None or tool.requires_approval:
-            gate = _Job(self._check_policy, (tool, call), {})
+            gate = Job(self._check_policy, (tool, call), {})
             if not self._workers.submit(gate):
                 return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
             if not gate.done.wait(_remaining(run, self.approval_timeout_s)):
@@ -465,9 +368,9 @@ class ToolRegistry:
             return finish("denied", "denied", shown, reason=denial, error=f"{name}: denied: {denial}")
 
         # handler, on a worker thread, bounded by the tool's timeout and the run's deadline
-        job = _Job(tool.func, tuple(positional), values)
+        job = Job(tool.func, tuple(positional), values)
         if tool.inline:
-            _run_inline(job)
+            run_inline(job)
         elif not self._workers.submit(job):
             return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
         wait_s = _remaining(run, tool.timeout_s)

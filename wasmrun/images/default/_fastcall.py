@@ -22,7 +22,7 @@ from typing import Any
 
 from wasmtime import WasmtimeError
 
-from ._runstate import Trap, current_run
+from ..._runstate import Trap, current_run
 
 try:  # pragma: no cover - exercised implicitly on import
     from wasmtime import _ffi as ffi

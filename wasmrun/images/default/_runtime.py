@@ -4,7 +4,7 @@ An `Engine`, the compiled `Component` and a `Linker` with wasmrun's host
 functions are immutable once built and safe to share between threads, so every
 `Sandbox` of a process uses the same `Runtime` (compiled code is mapped once).
 Per-run state lives in a `Store` and a `RunState`, never here. `ComponentBackend`
-is the `_backend.Backend` of this image.
+is the `wasmrun.images.Backend` of this image.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ from typing import Any, ClassVar
 import wasmtime
 from wasmtime.component import Component, Func, Linker
 
-from . import _fastcall, _image, _wasi
-from ._backend import TICK_S, Backend, EpochTicker, GuestTrap
-from ._limits import Limits
-from ._runstate import RunState
+from ..._limits import Limits
+from ..._runstate import RunState
+from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
+from . import _build, _fastcall, _wasi
 from ._vfs import ROOT, VirtualFS
 
-__all__ = ["CONFIG_TAG", "MAX_WASM_STACK", "TICK_S", "ComponentBackend", "Runtime", "shared_runtime"]
+__all__ = ["CONFIG_TAG", "ComponentBackend", "Runtime", "shared_runtime"]
 
 # Engine settings are part of the compiled artifact's cache key: metered and
 # unmetered code differ, so there is exactly one configuration.
 CONFIG_TAG = "fuel-epoch-stack2m-v1"
-# wasmtime's default 512 KiB wasm stack overflows on ~200 nested brackets in the
-# parser; 2 MiB is the largest that wasmtime-py supports without aborting.
-MAX_WASM_STACK = 2 * 1024 * 1024
 
 
 def _engine() -> wasmtime.Engine:
@@ -62,7 +59,7 @@ class Runtime:
 
     def __init__(self, *, log: Callable[[str], None] | None = None) -> None:
         self.engine = _engine()
-        self.component: Component = _image.load_component(self.engine, CONFIG_TAG, log=log)
+        self.component: Component = _build.load_component(self.engine, CONFIG_TAG, log=log)
         self.linker = Linker(self.engine)
         self.linker.add_wasip2()
         _wasi.install(
@@ -144,7 +141,7 @@ class ComponentBackend(Backend[ComponentInstance]):
     ) -> str | None:
         if inputs is None:
             return None
-        state.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
+        state.guest = VirtualFS(inputs, limits.max_scratch_bytes)
         return ROOT
 
     def call(self, instance: ComponentInstance, request: str) -> str:
@@ -155,10 +152,11 @@ class ComponentBackend(Backend[ComponentInstance]):
         return raw
 
     def files(self, instance: ComponentInstance, state: RunState) -> dict[str, bytes]:
-        return state.vfs.outputs() if state.vfs is not None else {}
+        fs = _wasi.files_of(state)
+        return fs.outputs() if fs is not None else {}
 
     def close(self, instance: ComponentInstance) -> None:
         instance.store.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"image": self.name, "python": "3.14 (componentize-py)", "image_hash": _image.image_hash()[:24]}
+        return {"image": self.name, "python": "3.14 (componentize-py)", "image_hash": _build.image_hash()[:24]}

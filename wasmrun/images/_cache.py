@@ -1,0 +1,146 @@
+"""wasmrun's private cache of compiled guest images, shared by every image.
+
+Compiling a guest to native code takes seconds (default image) to a minute
+(scientific image), so each image compiles once per machine and keeps the
+result under `cache_root()`:
+
+* Native code is only ever loaded from a directory wasmrun created itself with
+  mode 0700 and still owns (`private_dir`), and only after its SHA-256 matches
+  the sidecar written next to it (checked in full once, then through a cheap
+  stamp; see `verified`): a corrupt or truncated entry is rebuilt.
+* Writers take a file lock and publish with an atomic rename (`publish`), so
+  two processes starting at once never see (or produce) a half-written file.
+
+The guest sources every image shares (`python-wasm/`: the WIT world and the
+guest shim) are found by `source_dir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+
+from .._errors import ImageError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # wasmrun/
+
+
+def source_dir() -> Path:
+    """Where the guest sources live: inside the wheel, or at the top of a checkout."""
+    for candidate in (_PACKAGE_DIR / "_python_wasm", _PACKAGE_DIR.parent / "python-wasm"):
+        if (candidate / "wit" / "world.wit").is_file():
+            return candidate
+    raise ImageError("wasmrun's guest sources (python-wasm/) are missing from this installation; reinstall wasmrun")
+
+
+def cache_root() -> Path:
+    """``$WASMRUN_CACHE_DIR`` if set, else the platform's user cache dir for wasmrun."""
+    override = os.environ.get("WASMRUN_CACHE_DIR")
+    return Path(override) if override else platformdirs.user_cache_path("wasmrun")
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (mode 0700) or check that an existing one is ours and private."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ImageError(f"cache directory {path} belongs to another user; refusing to load code from it")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ImageError(
+            f"cache directory {path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):o}); "
+            "refusing to load native code from it. Remove it or set WASMRUN_CACHE_DIR."
+        )
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+_SAMPLES = 64
+_SAMPLE_BYTES = 4096
+
+
+def _sampled_digest(path: Path, size: int) -> str:
+    """SHA-256 over 64 evenly spaced 4 KiB blocks: a cheap check against in-place corruption."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for i in range(_SAMPLES):
+            f.seek(size * i // _SAMPLES)
+            digest.update(f.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def verified(path: Path) -> bool:
+    """True if `path` matches its SHA-256 sidecar.
+
+    A full hash of a ~55 MB compiled image costs ~40 ms, most of a process's
+    start-up, so after one full check a ``.stamp`` records the file's size,
+    inode, mtime and a sampled digest. Later loads check the stamp (under 1 ms)
+    and fall back to the full hash if anything differs: a truncated, replaced
+    or visibly corrupted file is still caught, and then rebuilt.
+    """
+    sidecar = path.with_name(path.name + ".sha256")
+    stamp_path = path.with_name(path.name + ".stamp")
+    try:
+        expected = sidecar.read_text().strip()
+        info = path.stat()
+    except OSError:
+        return False
+    try:
+        stamp = json.loads(stamp_path.read_text())
+        if (
+            stamp["sha256"] == expected
+            and stamp["size"] == info.st_size
+            and stamp["ino"] == info.st_ino
+            and stamp["mtime_ns"] == info.st_mtime_ns
+            and stamp["sampled"] == _sampled_digest(path, info.st_size)
+        ):
+            return True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if sha256_file(path) != expected:
+        return False
+    stamp = {
+        "sha256": expected,
+        "size": info.st_size,
+        "ino": info.st_ino,
+        "mtime_ns": info.st_mtime_ns,
+        "sampled": _sampled_digest(path, info.st_size),
+    }
+    tmp = stamp_path.with_name(stamp_path.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, stamp_path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def publish(path: Path, write: Callable[[Path], object]) -> None:
+    """Write via `write(tmp)`, then atomically rename into place, then write the sidecar."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
+    sidecar_tmp.write_text(digest + "\n")
+    os.replace(sidecar_tmp, sidecar)
+
+
