@@ -28,6 +28,8 @@ import pytest
 from _helpers import PeerClient
 
 BENCH_DIR = Path(__file__).resolve().parent
+PRINT1 = "print(1)"
+IMPORT_PANDAS = "import pandas\nprint(pandas.__version__)"
 REPO = BENCH_DIR.parent
 DEFAULT_PEER_PYTHON = "/work/peer-venv/bin/python"
 
@@ -145,6 +147,58 @@ def sandbox() -> Iterator[Any]:
         version = sb.run("import sys; sys.version.split()[0]")
         _GUEST_INFO["version"] = (version.value or "").strip("'")
         _GUEST_INFO["warmup_s"] = time.perf_counter() - t0
+        yield sb
+
+
+def idle(seconds: float) -> Any:
+    """A pytest-benchmark ``setup`` that waits `seconds` (untimed), so the pre-warm pool refills between rounds."""
+
+    def wait() -> None:
+        time.sleep(seconds)
+
+    return wait
+
+
+def scientific_installed() -> bool:
+    """Whether the scientific image is installed (`wasmrun image install scientific`)."""
+    from wasmrun.images import scientific
+
+    return scientific.installed() is not None
+
+
+@pytest.fixture(scope="session")
+def sandbox_no_prewarm(sandbox: Any) -> Iterator[Any]:
+    """A Sandbox without the background pool of pre-instantiated guests (diagnostic variant)."""
+    import wasmrun
+
+    try:
+        sb = wasmrun.Sandbox(prewarm=0)
+    except TypeError:
+        pytest.skip("this wasmrun has no Sandbox(prewarm=...) option")
+    for _ in range(3):
+        sb.run(PRINT1)
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(scope="session")
+def sci() -> Iterator[Any]:
+    """A reusable scientific Sandbox (default pool: 2 instances with numpy/pandas/matplotlib imported)."""
+    import wasmrun
+
+    with wasmrun.Sandbox(image="scientific") as sb:
+        assert sb.run(IMPORT_PANDAS).ok
+        time.sleep(5)  # the first warm instance also builds the process's warm template (1-3 s)
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def sci_no_prewarm(sci: Any) -> Iterator[Any]:
+    """The same image without a pool: every run makes its instance on the hot path."""
+    import wasmrun
+
+    with wasmrun.Sandbox(image="scientific", prewarm=0) as sb:
+        assert sb.run(PRINT1).ok
         yield sb
 
 

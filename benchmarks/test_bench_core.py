@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from typing import Any
 import _helpers
 import pytest
 from _helpers import PeerClient, peer_pedantic
+from conftest import PRINT1, idle
 
-PRINT1 = "print(1)"
 CPU_LOOP = "s=0\nfor i in range(300000): s+=i*i"
 CPU_LOOP_RESULT = sum(i * i for i in range(300000))
 SMALL_CPU = "sum(i*i for i in range(20000))"
@@ -44,29 +44,12 @@ def _child_env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def _idle_gap() -> None:
-    time.sleep(0.02)
-
-
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-@pytest.fixture(scope="module")
-def sandbox_no_prewarm(sandbox: Any) -> Iterator[Any]:
-    """A Sandbox without the background pool of pre-instantiated guests (diagnostic variant)."""
-    import wasmrun
-
-    try:
-        sb = wasmrun.Sandbox(prewarm=0)
-    except TypeError:
-        pytest.skip("this wasmrun has no Sandbox(prewarm=...) option")
-    for _ in range(3):
-        sb.run(PRINT1)
-    yield sb
-    sb.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,14 +74,14 @@ def test_print1_wasmrun_fresh_no_prewarm(benchmark: Any, sandbox_no_prewarm: Any
 def test_print1_wasmrun_fresh_after_idle(benchmark: Any, sandbox: Any) -> None:
     """Latency of one run after a 20 ms idle gap (untimed), so the pre-warm pool has refilled:
     the interactive/agent case, as opposed to back-to-back runs above."""
-    result = benchmark.pedantic(sandbox.run, args=(PRINT1,), setup=_idle_gap, rounds=150, warmup_rounds=3)
+    result = benchmark.pedantic(sandbox.run, args=(PRINT1,), setup=idle(0.02), rounds=150, warmup_rounds=3)
     assert result.ok and result.stdout == "1\n", result
 
 
 @pytest.mark.benchmark(group="print1")
 def test_print1_wasmrun_fresh_after_idle_no_prewarm(benchmark: Any, sandbox_no_prewarm: Any) -> None:
     """Same idle gap, Sandbox(prewarm=0)."""
-    result = benchmark.pedantic(sandbox_no_prewarm.run, args=(PRINT1,), setup=_idle_gap, rounds=150, warmup_rounds=3)
+    result = benchmark.pedantic(sandbox_no_prewarm.run, args=(PRINT1,), setup=idle(0.02), rounds=150, warmup_rounds=3)
     assert result.ok and result.stdout == "1\n", result
 
 
@@ -285,8 +268,8 @@ def test_start_subprocess_instrumented(benchmark: Any, sandbox: Any) -> None:
 
 @pytest.mark.benchmark(group="cached-start")
 def test_runtime_construct_in_process(benchmark: Any, sandbox: Any) -> None:
-    """`wasmrun._runtime.Runtime()`: engine + load of the cached compiled image + linker, in this process."""
-    from wasmrun import _runtime
+    """`wasmrun.images.default.Runtime()`: engine + load of the cached compiled image + linker, in this process."""
+    from wasmrun.images.default import _runtime
 
     rt = benchmark.pedantic(_runtime.Runtime, rounds=10, warmup_rounds=1, iterations=1)
     assert rt.component is not None
@@ -296,33 +279,36 @@ def test_runtime_construct_in_process(benchmark: Any, sandbox: Any) -> None:
 
 
 def _cached_cwasm() -> tuple[Any, Path]:
-    from wasmrun import _image, _runtime
+    from wasmrun.images import _cache
+    from wasmrun.images.default import _build, _runtime
 
     try:
         import importlib.metadata
 
-        directory = _image.cache_root() / f"python-{_image.image_hash()[:24]}"
+        directory = _cache.cache_root() / f"python-{_build.image_hash()[:24]}"
         cwasm = directory / f"guest-wasmtime{importlib.metadata.version('wasmtime')}-{_runtime.CONFIG_TAG}.cwasm"
     except AttributeError as exc:  # pragma: no cover - internals moved
         pytest.skip(f"wasmrun internals changed: {exc}")
     if not cwasm.is_file():
         pytest.skip(f"no cached compiled image at {cwasm}")
-    return _image, cwasm
+    return _build, cwasm
 
 
 @pytest.mark.benchmark(group="startup-parts")
 def test_part_image_hash(benchmark: Any, sandbox: Any) -> None:
-    """_image.image_hash(): hashing the guest sources + componentize-py version (every Runtime())."""
+    """_build.image_hash(): hashing the guest sources + componentize-py version (every Runtime())."""
     image, _ = _cached_cwasm()
     benchmark.pedantic(image.image_hash, rounds=20, warmup_rounds=1, iterations=1)
 
 
 @pytest.mark.benchmark(group="startup-parts")
 def test_part_verify_cwasm_sha256(benchmark: Any, sandbox: Any) -> None:
-    """_image._verified(cwasm): SHA-256 of the whole compiled image (every Runtime())."""
-    image, cwasm = _cached_cwasm()
+    """_cache.verified(cwasm): SHA-256 of the whole compiled image (every Runtime())."""
+    _, cwasm = _cached_cwasm()
+    from wasmrun.images import _cache as image_cache
+
     benchmark.extra_info["cwasm_bytes"] = cwasm.stat().st_size
-    ok = benchmark.pedantic(image._verified, args=(cwasm,), rounds=10, warmup_rounds=1, iterations=1)
+    ok = benchmark.pedantic(image_cache.verified, args=(cwasm,), rounds=10, warmup_rounds=1, iterations=1)
     assert ok
 
 
@@ -331,7 +317,7 @@ def test_part_deserialize_cwasm(benchmark: Any, sandbox: Any) -> None:
     """Component.deserialize_file(engine, cwasm): mapping the compiled image (every Runtime())."""
     from wasmtime.component import Component
 
-    from wasmrun import _runtime
+    from wasmrun.images.default import _runtime
 
     _, cwasm = _cached_cwasm()
     engine = _runtime._engine()

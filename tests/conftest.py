@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,20 @@ def assert_alive(sandbox: Sandbox) -> Callable[..., Result]:
 @pytest.fixture(scope="session")
 def error_kinds() -> frozenset[str]:
     return ERROR_KINDS
+
+
+class RecordingRegistry:
+    """Stands in for `ToolRegistry` where a test checks what a ``register(registry, ...)`` function asks of it.
+
+    Records each ``@registry.tool(name=..., ...)`` decoration: ``tools[name] == (function, options)``.
+    """
+
+    def __init__(self) -> None:
+        self.tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+
+    def tool(self, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.tools[options["name"]] = (func, options)
+            return func
+
+        return decorate

@@ -1,4 +1,4 @@
-"""Tests for the ``wasmrun`` command line (wasmrun/cli.py)."""
+"""Tests for the ``wasmrun`` command line (wasmrun/cli/)."""
 
 from __future__ import annotations
 

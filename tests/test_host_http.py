@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pydantic
 import pytest
+from conftest import RecordingRegistry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -531,22 +532,8 @@ def test_concurrent_requests(server: _Server, client: AllowListedHTTP) -> None:
     assert [json.loads(r["text"])["query"]["i"] for r in results] == [str(i) for i in range(40)]
 
 
-class _FakeRegistry:
-    """Records what `register` asks of the registry (the real one is written elsewhere)."""
-
-    def __init__(self) -> None:
-        self.tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-
-    def tool(self, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.tools[options["name"]] = (func, options)
-            return func
-
-        return decorate
-
-
 def test_register(server: _Server, client: AllowListedHTTP) -> None:
-    registry = _FakeRegistry()
+    registry = RecordingRegistry()
     assert register(registry, client) is client
     assert set(registry.tools) == {"http_get", "http_post"}
     assert registry.tools["http_get"][1]["timeout_s"] > client.timeout_s

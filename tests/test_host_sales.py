@@ -8,12 +8,13 @@ import re
 import sqlite3
 import typing
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
+from conftest import RecordingRegistry
 
 import wasmrun
 from host_functions.sales import (
@@ -323,22 +324,8 @@ def test_not_a_sales_database(tmp_path: Path) -> None:
         SalesData(path)
 
 
-class _FakeRegistry:
-    """Records what `register` asks of the registry (the real one is written elsewhere)."""
-
-    def __init__(self) -> None:
-        self.tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-
-    def tool(self, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.tools[options["name"]] = (func, options)
-            return func
-
-        return decorate
-
-
 def test_register(db_path: Path) -> None:
-    registry = _FakeRegistry()
+    registry = RecordingRegistry()
     register(registry, db_path)
     assert set(registry.tools) == {"query_database", "get_targets"}
     query_database = registry.tools["query_database"][0]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from conftest import RecordingRegistry
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -360,22 +361,8 @@ def test_sees_host_side_changes(db_path: Path, db: ReadOnlySQL) -> None:
     assert db.query("SELECT name FROM items WHERE id = 1") == [{"name": "renamed"}]
 
 
-class _FakeRegistry:
-    """Records what `register` asks of the registry (the real one is written elsewhere)."""
-
-    def __init__(self) -> None:
-        self.tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-
-    def tool(self, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.tools[options["name"]] = (func, options)
-            return func
-
-        return decorate
-
-
 def test_register_uses_the_registry_decorator(db_path: Path) -> None:
-    registry = _FakeRegistry()
+    registry = RecordingRegistry()
     sql = register(registry, db_path)
     assert set(registry.tools) == {"sql_query", "sql_schema"}
     query, options = registry.tools["sql_query"]

@@ -19,22 +19,7 @@ HTTP on 127.0.0.1 so the same code path runs without a key
 (``python -m wasmrun.agent.demo``).
 """
 
-from ._loop import (
-    DEFAULT_MODEL,
-    DEFAULT_SYSTEM_PROMPT,
-    REVIEW_PROMPT,
-    Agent,
-    AgentError,
-    AgentLimits,
-    AgentResult,
-    Candidate,
-    CodeRun,
-    StopReason,
-    ValidationOutcome,
-    Validator,
-    all_of,
-    parse_output,
-)
+from ._agent import DEFAULT_MODEL, DEFAULT_SYSTEM_PROMPT, Agent
 from ._replay import (
     ReplayServer,
     RequestError,
@@ -45,6 +30,16 @@ from ._replay import (
     say,
     script_from_transcript,
     tool_call,
+)
+from ._results import (
+    AgentError,
+    AgentLimits,
+    AgentResult,
+    Candidate,
+    CodeRun,
+    StopReason,
+    ValidationOutcome,
+    Validator,
 )
 from ._run_code import (
     DEFAULT_ENVIRONMENT,
@@ -57,6 +52,7 @@ from ._run_code import (
     truncate,
 )
 from ._transcript import Transcript, read_transcript, render_transcript
+from ._validation import REVIEW_PROMPT, all_of, parse_output
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",

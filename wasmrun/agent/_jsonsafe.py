@@ -48,3 +48,8 @@ def encode_json(value: Any) -> bytes:
         return ENCODER.encode(value)
     except (UnicodeEncodeError, TypeError, ValueError, OverflowError):
         return ENCODER.encode(scrub(value))
+
+
+def to_json(value: Any) -> str:
+    """`encode_json` as text."""
+    return encode_json(value).decode("utf-8")

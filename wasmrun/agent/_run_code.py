@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 import pydantic
 
 from .._limits import Limits
 from .._result import Result, RunError
 from .._sandbox import Sandbox
-from ..tools import ToolCallRecord
-from ._jsonsafe import encode_json
+from ..tools import RunContext, ToolCallRecord
+from ._jsonsafe import encode_json, to_json
+from ._results import AgentLimits, CodeRun, StopReason
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+    from ._transcript import Transcript
 
 RUN_CODE: str = "run_code"
 """The name of the code-execution tool."""
@@ -299,3 +305,119 @@ class RunCode:
         result = self.run(parsed.code, limits=effective)
         content = format_result(result, limits=effective, max_output_chars=self.max_output_chars)
         return RunCodeOutcome(code=parsed.code, result=result, content=content)
+
+
+class _RunCodeStep:
+    """Handles one ``run_code`` call of the model; mixed into the conversation, whose state it updates."""
+
+    agent: Agent
+    limits: AgentLimits
+    runner: RunCode
+    context: RunContext
+    transcript: Transcript
+    turns: int
+    failures: int
+    failures_in_a_row: int
+    sandbox_time: float
+    code_runs: list[CodeRun]
+    files: dict[str, bytes]
+    stop_message: str
+    _budget_hit: bool
+
+    def _fail(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _limit(self, reason: StopReason, message: str) -> None:
+        raise NotImplementedError
+
+    def _limit_tool_calls(self) -> None:
+        raise NotImplementedError
+
+    def _record_tool_call(self, record: ToolCallRecord, **where: Any) -> None:
+        raise NotImplementedError
+
+    def _run_code(self, call_id: str, arguments: str) -> str:
+        try:
+            parsed = RunCode.parse(arguments)
+        except pydantic.ValidationError as exc:
+            problem = explain_invalid(exc)
+            content = to_json(
+                {
+                    "ok": False,
+                    "error": {
+                        "kind": "invalid_arguments",
+                        "message": f"run_code: invalid arguments: {problem}",
+                        "hint": 'Call run_code with {"code": "<the whole Python program>", "language": "python"}.',
+                    },
+                }
+            )
+            self._fail(f"invalid run_code arguments ({problem})")
+            return content
+        remaining = self.limits.max_sandbox_s - self.sandbox_time
+        if remaining <= 0.001:
+            self._limit_sandbox_time()
+            return to_json({"ok": False, "error": f"not run: {self.stop_message}"})
+        limits = self.runner.limits
+        if remaining < limits.timeout_s:
+            limits = replace(limits, timeout_s=remaining)
+        index = len(self.code_runs) + 1
+        attempt = self.failures + 1
+        first_record = len(self.context.records)
+        self.context.code = parsed.code
+        try:
+            result = self.runner.run(parsed.code, limits=limits)
+        finally:
+            self.context.code = None
+        with self.context.lock:
+            guest = tuple(self.context.records[first_record:])
+        self.sandbox_time += result.stats.duration_s
+        content = format_result(result, limits=limits, tool_calls=guest, max_output_chars=self.agent.max_output_chars)
+        self.code_runs.append(
+            CodeRun(
+                index=index,
+                call_id=call_id,
+                turn=self.turns,
+                attempt=attempt,
+                code=parsed.code,
+                result=result,
+                tool_calls=guest,
+                feedback=content,
+            )
+        )
+        error = result.error
+        self.transcript.event(
+            "code_run",
+            index=index,
+            call_id=call_id,
+            attempt=attempt,
+            code=parsed.code,
+            ok=result.ok,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            value=result.value,
+            error=msgspec.structs.asdict(error) if error is not None else None,
+            files={name: len(data) for name, data in result.files.items()},
+            duration_s=round(result.stats.duration_s, 6),
+            fuel_used=result.stats.fuel_used,
+            timeout_s=limits.timeout_s,
+            guest_tool_calls=len(guest),
+        )
+        for record in guest:  # after the run's event, so a timeline reads "the code ran and made these calls"
+            self._record_tool_call(record, code_run=index)
+        if error is None:
+            self.failures_in_a_row = 0
+            self.files.update(result.files)
+        else:
+            self._fail(f"{error.kind} error ({error.type}: {truncate(error.message, 200)})")
+        if self.sandbox_time >= self.limits.max_sandbox_s - 0.001:
+            self._limit_sandbox_time()
+        if self._budget_hit:
+            self._limit_tool_calls()
+        return content
+
+    def _limit_sandbox_time(self) -> None:
+        self._limit(
+            "sandbox_time",
+            f"Stopped: code ran for {self.sandbox_time:.1f} s in all, the conversation's budget is "
+            f"{self.limits.max_sandbox_s:g} s (AgentLimits.max_sandbox_s).",
+        )

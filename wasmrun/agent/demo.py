@@ -28,8 +28,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from ._agent import DEFAULT_MODEL
 from ._jsonsafe import encode_json
-from ._loop import DEFAULT_MODEL, AgentResult
+from ._results import AgentResult
 from ._transcript import _clean
 from .seed import SEED_TASK, replay_seed, run_seed, sales_database, save_artifacts
 

@@ -30,8 +30,9 @@ import openai
 
 from .._limits import Limits
 from ..tools import ToolRegistry
-from ._loop import Agent, AgentLimits, AgentResult, Candidate
+from ._agent import Agent
 from ._replay import ReplayServer, call, run_code_call, say
+from ._results import AgentLimits, AgentResult, Candidate
 
 SEED_TASK = (
     "Pull our Q3 sales data and create a chart showing monthly revenue by region, "

@@ -31,7 +31,8 @@ harness, is ``wasmrun/eval/README.md``):
 """
 
 from ._data import EvalInputError, Problem, build_program, read_problems, read_samples, results_path_for
-from ._harness import BACKENDS, DEFAULT_LIMITS, Checker, EvalSummary, SampleResult, evaluate
+from ._harness import BACKENDS, DEFAULT_LIMITS, evaluate
+from ._outcome import Checker, EvalSummary, SampleResult
 from ._passk import estimate_pass_at_k, pass_at_k, summarize_pass_at_k
 from ._program import CATEGORIES, Category, Verdict, guest_code, suspicious_constructs, verdict
 

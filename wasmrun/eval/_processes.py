@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from .._limits import Limits
-from ._harness import Outcome, drain
+from ._outcome import Outcome, drain
 
 #: Samples per batch sent to a worker: amortizes the pipe round trip, keeps the load balanced.
 MAX_BATCH: Final = 8

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .._limits import Limits
-from ._harness import Checker, Outcome
+from ._outcome import Checker, Outcome
 
 #: Samples per actor call: large enough to amortize Ray's per-task overhead (~1 ms), small enough to balance load.
 MAX_BATCH: Final = 16

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._data import write_text_atomic
 
 if TYPE_CHECKING:
-    from ._harness import EvalSummary
+    from ._outcome import EvalSummary
 
 #: Colors per verdict category (plots and badges).
 COLORS: Final[dict[str, str]] = {

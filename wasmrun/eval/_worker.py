@@ -23,7 +23,7 @@ def main() -> int:
     requests = sys.stdin.buffer
 
     from .._limits import Limits
-    from ._harness import Checker
+    from ._outcome import Checker
 
     def send(message: object) -> None:
         protocol.write(json.dumps(message).encode("utf-8") + b"\n")
