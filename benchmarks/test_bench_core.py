@@ -50,8 +50,6 @@ def _median(values: list[float]) -> float:
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. fresh isolated print(1)
 
@@ -193,10 +191,12 @@ print('{"import_s": %r, "first_run_s": %r}' % (t1 - t0, t2 - t1))
 """
 
 
-@pytest.mark.benchmark(group="cached-start")
-def test_start_subprocess_import_only(benchmark: Any, sandbox: Any) -> None:
-    """Baseline: `python -c "import wasmrun"` (interpreter start + importing wasmrun and its deps)."""
-    cmd = [sys.executable, "-c", "import wasmrun"]
+IMPORT_ONLY = [sys.executable, "-c", "import wasmrun"]
+FIRST_RUN = [sys.executable, "-c", "import wasmrun; r = wasmrun.run('1'); assert r.ok and r.value == '1', r"]
+
+
+def _time_child(benchmark: Any, cmd: list[str]) -> None:
+    """Time a whole child process running `cmd`, 15 rounds."""
     benchmark.pedantic(
         subprocess.run,
         args=(cmd,),
@@ -205,20 +205,18 @@ def test_start_subprocess_import_only(benchmark: Any, sandbox: Any) -> None:
         warmup_rounds=1,
         iterations=1,
     )
+
+
+@pytest.mark.benchmark(group="cached-start")
+def test_start_subprocess_import_only(benchmark: Any, sandbox: Any) -> None:
+    """Baseline: `python -c "import wasmrun"` (interpreter start + importing wasmrun and its deps)."""
+    _time_child(benchmark, IMPORT_ONLY)
 
 
 @pytest.mark.benchmark(group="cached-start")
 def test_start_subprocess_first_run(benchmark: Any, sandbox: Any) -> None:
     """`python -c "import wasmrun; wasmrun.run('1')"` with the image cache warm (the sandbox fixture warms it)."""
-    cmd = [sys.executable, "-c", "import wasmrun; r = wasmrun.run('1'); assert r.ok and r.value == '1', r"]
-    benchmark.pedantic(
-        subprocess.run,
-        args=(cmd,),
-        kwargs={"check": True, "env": _child_env()},
-        rounds=15,
-        warmup_rounds=1,
-        iterations=1,
-    )
+    _time_child(benchmark, FIRST_RUN)
 
 
 @pytest.mark.benchmark(group="cached-start")
@@ -226,8 +224,7 @@ def test_start_subprocess_paired(benchmark: Any, sandbox: Any) -> None:
     """Both children above, back to back in every round; extra_info has the median of the per-round
     differences (run child - import child), which is far less exposed to load drift than the
     difference of two medians taken minutes apart. The benchmark time is the pair."""
-    import_only = [sys.executable, "-c", "import wasmrun"]
-    first_run = [sys.executable, "-c", "import wasmrun; r = wasmrun.run('1'); assert r.ok and r.value == '1', r"]
+    import_only, first_run = IMPORT_ONLY, FIRST_RUN
     pairs: list[tuple[float, float]] = []
 
     def once() -> None:
