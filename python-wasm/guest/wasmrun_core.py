@@ -35,6 +35,13 @@ _loads = json.loads
 _ARGS_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 FILENAME = "<code>"
+# A session's calls are named "<call 1>", "<call 2>", ...: a function defined by an earlier call then
+# shows its own source lines in a later call's traceback (linecache keeps every call's code).
+SESSION_FILENAME = "<call {}>"
+
+# The globals of the session this instance serves (requests with "session_call" >= 1), or None.
+# An instance serves either one-shot runs or one session, never both: the host keeps it that way.
+_session_namespace: dict | None = None
 
 # Error kinds; the host owns the vocabulary (wasmrun.ErrorKind).
 SYNTAX, EXCEPTION, MEMORY, TOOL = "syntax", "exception", "memory", "tool"
@@ -140,17 +147,24 @@ def error(kind: str, exc: BaseException, tb_text: str, lineno: int | None) -> di
     }
 
 
-def _user_traceback(exc: BaseException) -> tuple[str, int | None]:
-    """Format `exc` from the first frame of the user's code down; drop the shim's frames."""
+def _is_user(filename: str) -> bool:
+    return filename == FILENAME or filename.startswith("<call ")
+
+
+def _user_traceback(exc: BaseException, filename: str = FILENAME) -> tuple[str, int | None]:
+    """Format `exc` from the first frame of the user's code down; drop the shim's frames.
+
+    `lineno` is the last line reached in `filename` (the code of this run or call).
+    """
     import traceback
 
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
+    while tb is not None and not _is_user(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     lineno = None
     walk = tb
     while walk is not None:
-        if walk.tb_frame.f_code.co_filename == FILENAME:
+        if walk.tb_frame.f_code.co_filename == filename:
             lineno = walk.tb_lineno
         walk = walk.tb_next
     try:
@@ -193,10 +207,13 @@ def _safe_repr(value: object, limit: int) -> tuple[str, bool]:
 
 def execute(req: dict, call: ToolCaller) -> dict:
     """Run the request's code (the glue has already set up ``sys.stdout``/``sys.stderr``)."""
+    global _session_namespace
     code: str = req["code"]
     sys.setrecursionlimit(req["recursion_limit"])
+    session_call = req.get("session_call") or 0
     seed = req.get("seed")
-    if seed is not None or "random" in sys.modules:
+    # A session seeds `random` once, at its first call; later calls continue its sequence.
+    if session_call <= 1 and (seed is not None or "random" in sys.modules):
         import random
 
         random.seed(seed)  # None: fresh entropy from the host for every run
@@ -206,16 +223,17 @@ def execute(req: dict, call: ToolCaller) -> dict:
         import os
 
         os.chdir(req["cwd"])
-    linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+    filename = SESSION_FILENAME.format(session_call) if session_call else FILENAME
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
 
     outcome: dict = {"value": None, "value_truncated": False, "error": None, "exit_code": None}
     try:
-        tree = ast.parse(code, FILENAME, "exec")
+        tree = ast.parse(code, filename, "exec")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        body = compile(tree, FILENAME, "exec", dont_inherit=True)
-        tail = compile(last, FILENAME, "eval", dont_inherit=True) if last is not None else None
+        body = compile(tree, filename, "exec", dont_inherit=True)
+        tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         import traceback
 
@@ -224,7 +242,12 @@ def execute(req: dict, call: ToolCaller) -> dict:
         outcome["error"] = error(SYNTAX, exc, text, lineno)
         return outcome
 
-    namespace = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
+    if not session_call:
+        namespace = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
+    else:
+        if _session_namespace is None:
+            _session_namespace = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
+        namespace = _session_namespace
     try:
         exec(body, namespace)
         if tail is not None:
@@ -237,10 +260,10 @@ def execute(req: dict, call: ToolCaller) -> dict:
             outcome["exit_code"] = 0
         else:
             outcome["exit_code"] = int(code_) if isinstance(code_, int) else 1
-            text, lineno = _user_traceback(exc)
+            text, lineno = _user_traceback(exc, filename)
             outcome["error"] = error(EXCEPTION, exc, text, lineno)
     except BaseException as exc:  # noqa: BLE001 - report everything the user's code raised
-        text, lineno = _user_traceback(exc)
+        text, lineno = _user_traceback(exc, filename)
         outcome["error"] = error(classify(exc), exc, text, lineno)
     return outcome
 

@@ -233,9 +233,10 @@ def _reset_figure_numbers() -> None:
 def _prepare(req: dict) -> None:
     # numpy's global generator: the run's seed, or fresh entropy from the host. (A warm instance's
     # memory is a copy of one template, so without this every run would draw the same numbers.)
+    # A session seeds it once, at its first call; later calls continue its sequence.
     seed = req.get("seed")
     numpy = sys.modules.get("numpy")
-    if numpy is not None:
+    if numpy is not None and (req.get("session_call") or 0) <= 1:
         numpy.random.seed(None if seed is None else seed % 2**32)
 
 
