@@ -30,5 +30,12 @@ def test_every_export_exists_and_has_a_docstring() -> None:
 
 
 def test_exceptions_share_one_root() -> None:
-    for exc in (wasmrun.ImageError, wasmrun.ReentrancyError, wasmrun.SandboxClosedError, wasmrun.ToolError):
+    for exc in (
+        wasmrun.ImageError,
+        wasmrun.ReentrancyError,
+        wasmrun.SandboxClosedError,
+        wasmrun.SessionDeadError,
+        wasmrun.SnapshotError,
+        wasmrun.ToolError,
+    ):
         assert issubclass(exc, wasmrun.WasmrunError)

@@ -5,10 +5,18 @@
 '42\\n'
 """
 
-from ._errors import ImageError, ReentrancyError, SandboxClosedError, WasmrunError
+from ._errors import (
+    ImageError,
+    ReentrancyError,
+    SandboxClosedError,
+    SessionDeadError,
+    SnapshotError,
+    WasmrunError,
+)
 from ._limits import Limits
 from ._result import ErrorKind, Result, RunError, RunStats
 from ._sandbox import Sandbox, run
+from ._session import Session
 from .eval import evaluate
 from .tools import AuditLog, RunContext, Tool, ToolCall, ToolCallRecord, ToolError, ToolRegistry
 
@@ -26,6 +34,9 @@ __all__ = [
     "Sandbox",
     "RunContext",
     "SandboxClosedError",
+    "Session",
+    "SessionDeadError",
+    "SnapshotError",
     "Tool",
     "ToolCall",
     "ToolCallRecord",

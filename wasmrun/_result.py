@@ -40,6 +40,10 @@ class RunStats(msgspec.Struct, frozen=True, kw_only=True):
     fuel_used: int
     memory_bytes: int | None
     tool_calls: int = 0
+    #: The session that ran this call (`Session.id`), or None for a one-shot run.
+    session_id: str | None = None
+    #: Which call of that session this was: 1 for its first ``run``, 2 for the next, ... (None: one-shot).
+    session_call: int | None = None
 
 
 class Result(msgspec.Struct, frozen=True, kw_only=True):

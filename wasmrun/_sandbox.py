@@ -6,7 +6,8 @@ import json
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import wasmtime
@@ -19,7 +20,27 @@ from ._runstate import RunState, Trap, current_run, enter_run, leave_run
 from .images import Backend, GuestTrap, InstancePool
 from .tools import RunContext, ToolRegistry, in_tool_handler
 
+if TYPE_CHECKING:
+    from ._session import Session
+
 ToolDispatch = Callable[[RunState, str, str], Any]
+SessionDispatch = Callable[[RunContext, RunState, str, str], "tuple[bool, str]"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTurn:
+    """What makes a call a session's call: which session and call, its seed, how its tool calls are answered."""
+
+    id: str
+    call: int
+    seed: int
+    dispatch: SessionDispatch | None  # None: the sandbox's registry (or "no tools")
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    result: Result
+    trapped: bool  # the guest was stopped by a trap: its instance cannot be called again
 
 
 def _failure(code: str, kind: Any, type_: str, message: str, started: float, fuel: int = 0) -> Result:
@@ -84,6 +105,7 @@ class Sandbox:
         if prewarm is None:
             prewarm = self._backend.default_prewarm
         self._closed = False
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._pool: InstancePool[Any] | None = (
             InstancePool(self._backend, self.limits.memory_bytes, prewarm) if prewarm else None
         )
@@ -98,8 +120,10 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Refuse further runs and release pre-warmed instances. Runs in progress finish normally."""
+        """Refuse further runs, close its sessions and release pre-warmed instances. Runs in progress finish."""
         self._closed = True
+        for session in list(self._sessions):
+            session.close("its sandbox was closed")
         if self._pool is not None:
             self._pool.close()
 
@@ -133,7 +157,71 @@ class Sandbox:
         limits = limits or self.limits
         inputs = _check_files(files)
         started = time.perf_counter()
+        refused = self._refuse(code, limits, started)
+        if refused is not None:
+            return refused
+        return self._execute(code, limits, started, inputs)
 
+    def session(
+        self,
+        *,
+        limits: Limits | None = None,
+        total_fuel: int | None = None,
+        lifetime_s: float = 3600.0,
+        idle_timeout_s: float = 600.0,
+    ) -> Session:
+        """A `Session`: one interpreter that keeps globals, imports and files across its `run` calls.
+
+        `limits` are the per-call defaults (the sandbox's by default) and
+        ``limits.memory_bytes`` caps the session's memory. The session's totals:
+        `total_fuel` for all calls together (default: 20 calls' worth of
+        ``limits.fuel``), `lifetime_s` from creation and `idle_timeout_s` between
+        calls; past any of them the session is dead (`SessionDeadError`). Close it
+        (or use ``with``) to release its memory at once; closing the sandbox
+        closes its sessions too.
+
+        >>> with Sandbox() as sandbox, sandbox.session() as s:
+        ...     _ = s.run("import statistics; xs = [1, 2, 3, 4]")
+        ...     s.run("statistics.mean(xs)").value
+        '2.5'
+        """
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        if self._closed:
+            raise SandboxClosedError("this Sandbox is closed; create a new one")
+        from . import _session  # imported here: it builds on this module
+
+        limits = limits or self.limits
+        fuel, lifetime, idle = _session.check_totals(limits, total_fuel, lifetime_s, idle_timeout_s)
+        session = _session.Session(
+            self,
+            limits,
+            total_fuel=fuel,
+            lifetime_s=lifetime,
+            idle_timeout_s=idle,
+            seed=_session.new_seed(self.seed),
+        )
+        self._sessions.add(session)
+        return session
+
+    def restore(self, data: bytes) -> Session:
+        """A new session from `Session.snapshot()` bytes, in this process or another.
+
+        The snapshot must come from the same wasmrun version and image (else
+        `SnapshotError`). The restored session gets a new id and lifetime, and
+        later calls use this sandbox's tools; tool calls of the restored history
+        are never made again (their recorded results are used).
+        """
+        if self._closed:
+            raise SandboxClosedError("this Sandbox is closed; create a new one")
+        from . import _session
+
+        session = _session.restore(self, data)
+        self._sessions.add(session)
+        return session
+
+    def _refuse(self, code: str, limits: Limits, started: float) -> Result | None:
+        """The result for code that cannot be run at all (not Unicode, too long), or None."""
         try:
             size = len(code.encode("utf-8"))
         except UnicodeEncodeError as exc:
@@ -152,40 +240,27 @@ class Sandbox:
                 f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)",
                 started,
             )
+        return None
 
-        return self._execute(code, limits, started, inputs)
-
-    def _request(self, code: str, limits: Limits, cwd: str | None) -> str:
+    def _request(self, code: str, limits: Limits, cwd: str | None, *, seed: int | None, session_call: int) -> str:
         """The run request every image's guest shim reads (see python-wasm/guest/wasmrun_core.py)."""
         return json.dumps(
             {
                 "code": code,
                 "recursion_limit": limits.recursion_limit,
                 "max_value_chars": limits.max_value_chars,
-                "seed": self.seed,
+                "seed": seed,
                 "tools": self.tools.guest_specs() if self.tools is not None else [],
                 "cwd": cwd,
+                # >= 1: the instance serves one session and keeps its globals between calls.
+                "session_call": session_call,
             }
         )
 
     def _execute(self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None) -> Result:
         backend = self._backend
-        state = RunState(
-            deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
-            max_output_bytes=limits.max_output_bytes,
-            max_artifact_bytes=limits.max_scratch_bytes,
-        )
-        context = RunContext(code=code)
-        if self.tools is not None:
-            registry = self.tools
-
-            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
-                return registry.dispatch(context, run, name, args)
-
-            state.tool_dispatch = dispatch
-        pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
         try:
-            instance = pool.take(code) if pool is not None else backend.fallback(limits.memory_bytes, code)
+            instance = self._fresh_instance(limits.memory_bytes, code)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             return _failure(
                 code,
@@ -194,29 +269,76 @@ class Sandbox:
                 f"could not start the interpreter within Limits.memory_bytes: {exc}",
                 started,
             )
-        trap: GuestTrap | None = None
-        raw: str | None = None
+        pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
         try:
-            request = self._request(code, limits, backend.prepare(instance, state, inputs, limits))
-            store = instance.store
-            store.set_fuel(limits.fuel)
-            store.set_epoch_deadline(backend.ticker.ticks_for(limits.timeout_s))
-            enter_run(state)
-            try:
-                with backend.ticker:
-                    raw = backend.call(instance, request)
-            except GuestTrap as exc:
-                trap = exc
-            finally:
-                leave_run()
-            fuel_left = store.get_fuel()
-            files = backend.files(instance, state)
-            memory_size = backend.memory_size(instance)
+            return self._call(instance, code, limits, started, inputs).result
         finally:
             if pool is not None:
                 pool.discard(instance)
             else:
                 backend.close(instance)
+
+    def _fresh_instance(self, memory_bytes: int, code: str) -> Any:
+        """A pristine instance for `code`: a pre-warmed one when the pool has the right memory cap."""
+        pool = self._pool if self._pool is not None and self._pool.memory_bytes == memory_bytes else None
+        return pool.take(code) if pool is not None else self._backend.fallback(memory_bytes, code)
+
+    def _call(
+        self,
+        instance: Any,
+        code: str,
+        limits: Limits,
+        started: float,
+        inputs: dict[str, bytes] | None,
+        *,
+        session: SessionTurn | None = None,
+    ) -> CallOutcome:
+        """Run `code` in `instance` (one-shot, or one call of a session) and assemble its `Result`."""
+        backend = self._backend
+        state = RunState(
+            deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
+            max_output_bytes=limits.max_output_bytes,
+            max_artifact_bytes=limits.max_scratch_bytes,
+        )
+        context = RunContext(code=code)
+        if session is not None and session.dispatch is not None:
+            hook = session.dispatch
+
+            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
+                return hook(context, run, name, args)
+
+            state.tool_dispatch = dispatch
+        elif self.tools is not None:
+            registry = self.tools
+
+            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
+                return registry.dispatch(context, run, name, args)
+
+            state.tool_dispatch = dispatch
+        trap: GuestTrap | None = None
+        raw: str | None = None
+        cwd = backend.prepare(instance, state, inputs, limits)
+        request = self._request(
+            code,
+            limits,
+            cwd,
+            seed=self.seed if session is None else session.seed,
+            session_call=0 if session is None else session.call,
+        )
+        store = instance.store
+        store.set_fuel(limits.fuel)
+        store.set_epoch_deadline(backend.ticker.ticks_for(limits.timeout_s))
+        enter_run(state)
+        try:
+            with backend.ticker:
+                raw = backend.call(instance, request)
+        except GuestTrap as exc:
+            trap = exc
+        finally:
+            leave_run()
+        fuel_left = store.get_fuel()
+        files = backend.files(instance, state)
+        memory_size = backend.memory_size(instance)
 
         fuel_used = limits.fuel - fuel_left
         stats = RunStats(
@@ -224,9 +346,11 @@ class Sandbox:
             fuel_used=fuel_used,
             memory_bytes=memory_size,
             tool_calls=state.tool_calls,
+            session_id=None if session is None else session.id,
+            session_call=None if session is None else session.call,
         )
         value, error, exit_code = self._outcome(state, raw, trap, fuel_left, limits)
-        return Result(
+        result = Result(
             code=code,
             stdout=state.stdout.decode("utf-8", "replace"),
             stderr=state.stderr.decode("utf-8", "replace"),
@@ -238,6 +362,7 @@ class Sandbox:
             tool_calls=tuple(context.records),
             artifacts=dict(state.artifacts),
         )
+        return CallOutcome(result, trapped=trap is not None or raw is None)
 
     @staticmethod
     def _outcome(

@@ -230,7 +230,22 @@ def _reset_figure_numbers() -> None:
     _figure_numbers = itertools.count(1)
 
 
+_session_call = 0
+
+
+def _close_fonts() -> None:
+    """Close the font files matplotlib keeps open: the host can copy a session (fork, snapshot) only without them."""
+    font_manager = sys.modules.get("matplotlib.font_manager")
+    if font_manager is not None:
+        try:
+            font_manager._get_font.cache_clear()
+        except Exception:  # noqa: BLE001 - the session then forks by re-execution instead
+            pass
+
+
 def _prepare(req: dict) -> None:
+    global _session_call
+    _session_call = req.get("session_call") or 0
     # numpy's global generator: the run's seed, or fresh entropy from the host. (A warm instance's
     # memory is a copy of one template, so without this every run would draw the same numbers.)
     # A session seeds it once, at its first call; later calls continue its sequence.
@@ -251,6 +266,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - a figure that cannot be drawn must not hide the outcome
         print(f"wasmrun: could not capture the open figures: {type(exc).__name__}: {_core.safe_str(exc)}",
               file=err)
+    if _session_call:
+        _close_fonts()
     for stream in (sys.stdout, sys.stderr, out, err):
         try:
             stream.flush()

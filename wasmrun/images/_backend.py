@@ -15,9 +15,13 @@ between images:
 * giving the run its files (`prepare`) and collecting what it wrote (`files`),
 * calling the guest with the run's request (`call`) and handing back its raw
   outcome, a JSON document decoded by the shared `GuestOutcome` decoder,
-* disposing of an instance (`close`).
+* disposing of an instance (`close`),
+* for sessions, where the image can: copying an instance at rest (`copy`) and
+  turning one into bytes and back (`dump`, `load`).
 
-Every instance serves exactly one user run, whichever backend made it.
+An instance serves either exactly one user run, or the calls of exactly one
+`wasmrun.Session` (whose files then live with the instance: `prepare` adds to
+them instead of starting over).
 """
 
 from __future__ import annotations
@@ -179,3 +183,24 @@ class Backend(ABC, Generic[I]):
     def describe(self) -> dict[str, Any]:
         """Facts about the image for diagnostics (versions, paths)."""
         return {"image": self.name}
+
+    def image_id(self) -> str:
+        """What identifies this image's guest state format: a session snapshot loads only into the same id."""
+        return self.name
+
+    # -- sessions ------------------------------------------------------------------------
+    def copy(self, instance: I, memory_bytes: int) -> I | None:
+        """A new, independent instance whose guest state is a copy of `instance`'s, or None if this image cannot.
+
+        `instance` is at rest (between calls). None makes a session fork by
+        re-executing its calls instead.
+        """
+        return None
+
+    def dump(self, instance: I) -> bytes | None:
+        """`instance`'s guest state (at rest) as bytes for `load`, or None if this image cannot."""
+        return None
+
+    def load(self, data: bytes, memory_bytes: int) -> I:
+        """A new instance holding the state `dump` gave; raises ValueError for data it cannot load."""
+        raise ValueError(f"the {self.name} image cannot load instance state")

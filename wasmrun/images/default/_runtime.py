@@ -96,13 +96,14 @@ _WARM_UP = json.dumps(
 
 
 class ComponentInstance:
-    """A fresh instance of the component and its ``run`` export."""
+    """A fresh instance of the component, its ``run`` export, and its files (None: no filesystem)."""
 
-    __slots__ = ("func", "store")
+    __slots__ = ("func", "store", "vfs")
 
     def __init__(self, store: wasmtime.Store, func: Func) -> None:
         self.store = store
         self.func = func
+        self.vfs: VirtualFS | None = None
 
 
 class ComponentBackend(Backend[ComponentInstance]):
@@ -115,6 +116,7 @@ class ComponentBackend(Backend[ComponentInstance]):
         self.runtime = runtime
         self.engine = runtime.engine
         self.ticker = runtime.ticker
+        self._image_id: str | None = None
 
     def instantiate(self, memory_bytes: int) -> ComponentInstance:
         rt = self.runtime
@@ -139,9 +141,16 @@ class ComponentBackend(Backend[ComponentInstance]):
     def prepare(
         self, instance: ComponentInstance, state: RunState, inputs: dict[str, bytes] | None, limits: Limits
     ) -> str | None:
-        if inputs is None:
-            return None
-        state.guest = VirtualFS(inputs, limits.max_scratch_bytes)
+        # The files live with the instance: a session's calls share them, a one-shot run has its own.
+        if instance.vfs is None:
+            if inputs is None:
+                return None
+            instance.vfs = VirtualFS(inputs, limits.max_scratch_bytes)
+        else:
+            instance.vfs.quota_bytes = limits.max_scratch_bytes
+            if inputs:
+                instance.vfs.add_inputs(inputs)
+        state.guest = instance.vfs
         return ROOT
 
     def call(self, instance: ComponentInstance, request: str) -> str:
@@ -157,6 +166,11 @@ class ComponentBackend(Backend[ComponentInstance]):
 
     def close(self, instance: ComponentInstance) -> None:
         instance.store.close()
+
+    def image_id(self) -> str:
+        if self._image_id is None:
+            self._image_id = f"{self.name}-{_build.image_hash()[:24]}"
+        return self._image_id
 
     def describe(self) -> dict[str, Any]:
         return {"image": self.name, "python": "3.14 (componentize-py)", "image_hash": _build.image_hash()[:24]}

@@ -62,19 +62,42 @@ class VirtualFS:
     def __init__(self, inputs: dict[str, bytes], quota_bytes: int) -> None:
         self.quota_bytes = quota_bytes
         self._nodes: dict[str, _Node] = {"": _Node(is_dir=True, readonly=True)}
-        for name, data in inputs.items():
-            path = self._normalise("", name)
-            parent = posixpath.dirname(path)
-            while parent and parent not in self._nodes:
-                self._nodes[parent] = _Node(is_dir=True, readonly=True)
-                parent = posixpath.dirname(parent)
-            self._nodes[path] = _Node(is_dir=False, data=bytearray(data), readonly=True)
-        self._inputs = set(self._nodes)
+        self._inputs: set[str] = {""}
         self._open: dict[int, _Open] = {1: _Open("", readable=True, writable=True)}
         self._streams: dict[int, _Stream] = {}
         self._dirlists: dict[int, list[tuple[str, bool]]] = {}
         self._next = 100
         self.used_bytes = 0
+        self.add_inputs(inputs)
+
+    def add_inputs(self, inputs: dict[str, bytes]) -> None:
+        """Add read-only input files (a session's later call brings more); one replaces a scratch file of its name.
+
+        Raises `FsError` ("exist") when a name is taken by a directory, or a file
+        stands where one of its parent directories should be.
+        """
+        for name, data in inputs.items():
+            path = self._normalise("", name)
+            parents = []
+            parent = posixpath.dirname(path)
+            while parent:
+                parents.append(parent)
+                parent = posixpath.dirname(parent)
+            for parent in reversed(parents):
+                node = self._nodes.get(parent)
+                if node is None:
+                    self._nodes[parent] = _Node(is_dir=True, readonly=True)
+                    self._inputs.add(parent)
+                elif not node.is_dir:
+                    raise FsError("exist")
+            old = self._nodes.get(path)
+            if old is not None:
+                if old.is_dir:
+                    raise FsError("exist")
+                if path not in self._inputs:
+                    self.used_bytes -= len(old.data)
+            self._nodes[path] = _Node(is_dir=False, data=bytearray(data), readonly=True)
+            self._inputs.add(path)
 
     # -- bookkeeping -----------------------------------------------------------
     def _rep(self) -> int:

@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import importlib.metadata
+import json
 import os
 import posixpath
 import re
@@ -66,6 +68,7 @@ from ..._runstate import RunState, Trap, current_run, enter_run, leave_run
 from .. import _cache
 from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
 from . import _install as _sciimage
+from . import _state
 from ._instance import FD_WORK, GUEST_WORK, ScientificInstance
 from ._template import Template, is_regular, mutable_globals
 from ._wasi import ERRNO_SUCCESS, MASK32, SHADOWS, host_function, trap_text
@@ -417,7 +420,8 @@ class ScientificBackend(Backend[ScientificInstance]):
         instance.quota = limits.max_scratch_bytes
         instance.usage = instance.pending = instance.entries = 0
         if inputs:
-            instance.inputs = {posixpath.normpath(name): data for name, data in inputs.items()}
+            # A session's calls add to its inputs (a one-shot instance starts with none).
+            instance.inputs = {**instance.inputs, **{posixpath.normpath(name): data for name, data in inputs.items()}}
             dirs = set()
             for name in instance.inputs:
                 parent = posixpath.dirname(name)
@@ -470,6 +474,43 @@ class ScientificBackend(Backend[ScientificInstance]):
                     continue  # an unchanged input
                 found[rel] = data
         return found
+
+    # -- sessions -------------------------------------------------------------------------
+    def image_id(self) -> str:
+        # A dumped memory holds the guest shim's code too: its sources are part of the id.
+        shim = hashlib.sha256(json.dumps(_shim_sources(), sort_keys=True).encode()).hexdigest()[:16]
+        return f"{self.name}-{_sciimage.DIST}-{_sciimage.VERSION}-{CONFIG_TAG}-{shim}"
+
+    def copy(self, instance: ScientificInstance, memory_bytes: int) -> ScientificInstance | None:
+        """A copy of the memory and files of `instance` in a fresh instance (~memcpy of the heap + the files)."""
+        if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
+            return None
+        target = self._raw(memory_bytes)
+        try:
+            _state.copy_into(instance, target)
+        except (wasmtime.WasmtimeError, ValueError):
+            self.close(target)
+            return None  # e.g. the copy does not fit the cap: the session re-executes instead
+        except BaseException:
+            self.close(target)
+            raise
+        return target
+
+    def dump(self, instance: ScientificInstance) -> bytes | None:
+        if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
+            return None
+        return _state.dump(instance, self._raw)
+
+    def load(self, data: bytes, memory_bytes: int) -> ScientificInstance:
+        if len(self._mutable_globals) != 1:
+            raise ValueError("this build of the scientific image cannot load memory state")
+        instance = self._raw(memory_bytes)
+        try:
+            _state.load(data, instance)
+        except BaseException:
+            self.close(instance)
+            raise
+        return instance
 
     def memory_size(self, instance: ScientificInstance) -> int | None:
         return instance.memory.data_len(instance.store) if instance.memory is not None else None

@@ -39,6 +39,7 @@ class ScientificInstance:
         self.pending = 0  # bytes written (or reserved) since then
         self.entries = 0
         self.fontlist_bytes = 0
+        self.scratch = 0  # 64 guest bytes for the host's own WASI queries (see `_state.at_rest`)
 
     # -- scratch quota --------------------------------------------------------------
     def _measure(self) -> int:

@@ -1,0 +1,585 @@
+"""`Session`: one guest interpreter kept alive across calls, for multi-step work (agents, notebooks, a REPL).
+
+How a session works, and the decisions behind it:
+
+* **One instance per session.** The session's first call takes a pristine
+  instance (from the sandbox's pool when the memory cap matches) and keeps it;
+  each call is one more call of the guest shim, which keeps the session's
+  globals (``__main__``), imports, ``random`` state and the files in ``/work``.
+  An instance serves one session only and never a one-shot run, so nothing
+  leaks between sessions or into `Sandbox.run`.
+* **Per-call limits, session totals.** Every call has its own `Limits`
+  (deadline, fuel, output caps; the session's by default). The session has
+  totals: the memory cap (``limits.memory_bytes`` at creation; a call's own
+  ``memory_bytes`` is not used, since memory the session already holds cannot
+  be taken back), cumulative fuel (``total_fuel``), a lifetime and an idle timeout.
+* **A stopped call is rolled back.** wasmtime cannot resume a guest after a
+  trap (a component instance refuses all later calls; the scientific image's
+  interpreter reports -1), and a trap can land in the middle of an allocation,
+  so a call stopped by its deadline, its fuel or the output cap leaves nothing
+  behind: the session continues from its state after the last call that
+  completed (a call that raised an exception did complete, and keeps what it did
+  before raising). The state is rebuilt at the next call by *re-execution*: the
+  completed calls run again, in order, in a fresh instance, with the same seed
+  and input files, and with every tool call answered from the recorded result
+  (tools are never called twice). Its cost is the session's history again.
+* **Some failures kill the session** instead: the guest ran out of memory
+  (even a clean ``MemoryError``: the state may be half-built), the interpreter
+  crashed, the total fuel or the lifetime ran out, the idle timeout passed, or a
+  re-execution did not reproduce a call's outcome. Later calls raise
+  `SessionDeadError` with the reason; never a wrong answer.
+* **Fork** (`Session.fork`) copies the guest's linear memory and files into a
+  fresh instance where the image allows it (scientific: its core module's
+  memory is reachable) and re-executes the history elsewhere (default: the
+  component API exposes no linear memory). **Snapshots** (`Session.snapshot`,
+  `Sandbox.restore`) carry the history always and the memory image where the
+  image can dump one.
+* Re-execution reproduces a session exactly when its calls are deterministic
+  given the seed: a session is always seeded (the sandbox's ``seed``, else a
+  random one chosen when the session starts), but wall-clock time, timings and
+  ``id()`` values may differ, and code that branches on them may take another
+  path (then the session dies rather than continue from a different state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import wasmtime
+
+from ._errors import ReentrancyError, SessionDeadError, SnapshotError
+from ._limits import _MAX_FUEL, _MAX_TIMEOUT_S, Limits, _check_int, _check_seconds
+from ._result import Result, RunError
+from ._runstate import RunState, Trap, current_run
+from ._sandbox import SessionTurn, _check_files
+from .tools import RunContext, in_tool_handler
+
+if TYPE_CHECKING:
+    from ._sandbox import Sandbox
+
+__all__ = ["Session", "restore"]
+
+# A recorded tool call: (name, arguments JSON, ok, result JSON or error message).
+ToolAnswer = tuple[str, str, bool, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A completed call, as re-execution needs it."""
+
+    number: int
+    code: str
+    limits: Limits
+    files: dict[str, bytes] | None
+    tools: tuple[ToolAnswer, ...]
+    error_type: str | None  # the outcome to reproduce: None (ok) or the exception's type name
+
+
+class _Holder:
+    """The session's instance, reachable by the finalizer without keeping the session alive."""
+
+    __slots__ = ("instance",)
+
+    def __init__(self) -> None:
+        self.instance: Any = None
+
+
+def _release(backend: Any, holder: _Holder) -> None:
+    instance, holder.instance = holder.instance, None
+    if instance is not None:
+        backend.close(instance)
+
+
+class Session:
+    """A guest interpreter that keeps its state across `run` calls. Make one with `Sandbox.session()`.
+
+    >>> with Sandbox() as sandbox, sandbox.session() as s:
+    ...     _ = s.run("rows = [3, 1, 2]")
+    ...     s.run("sorted(rows)").value
+    '[1, 2, 3]'
+
+    Each result says which session and call it was (``result.stats.session_id``,
+    ``result.stats.session_call``). A session is used by one call at a time (calls
+    from several threads wait for each other). See the module docs of
+    ``wasmrun._session`` (and the README) for limits, rollback and forks.
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        limits: Limits,
+        *,
+        total_fuel: int,
+        lifetime_s: float,
+        idle_timeout_s: float,
+        seed: int,
+        history: list[_Call] | None = None,
+        calls: int = 0,
+        fuel_used: int = 0,
+    ) -> None:
+        self._sandbox = sandbox
+        self._backend = sandbox._backend
+        #: A short random identifier, recorded in every result (``RunStats.session_id``).
+        self.id = secrets.token_hex(6)
+        #: The default per-call limits; ``limits.memory_bytes`` is the session's memory cap.
+        self.limits = limits
+        self.total_fuel = total_fuel
+        self.lifetime_s = lifetime_s
+        self.idle_timeout_s = idle_timeout_s
+        #: The seed of the guest's ``random`` (and numpy's global generator), set at the first call.
+        self.seed = seed
+        self._history: list[_Call] = list(history or ())
+        self._calls = calls
+        self._fuel_used = fuel_used
+        self._created = self._last_used = time.monotonic()
+        self._dead: str | None = None
+        self._lock = threading.Lock()
+        self._holder = _Holder()
+        # An unclosed, unreachable session must not keep its store (~15 MB and more) alive.
+        self._finalizer = weakref.finalize(self, _release, self._backend, self._holder)
+
+    # -- public ------------------------------------------------------------------------
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def calls(self) -> int:
+        """How many calls `run` has started (the last result's ``stats.session_call``)."""
+        return self._calls
+
+    @property
+    def fuel_used(self) -> int:
+        """Fuel used by all calls so far (counted against ``total_fuel``)."""
+        return self._fuel_used
+
+    @property
+    def alive(self) -> bool:
+        """False once the session is closed or dead (then `run` raises `SessionDeadError`)."""
+        return self._dead is None and not self._expired()
+
+    @property
+    def dead_reason(self) -> str | None:
+        """Why the session is dead or closed, or None while it is alive."""
+        self._expired()
+        return self._dead
+
+    def close(self, reason: str = "it was closed") -> None:
+        """Release the guest; later calls raise `SessionDeadError`. A call in progress finishes first."""
+        if self._dead is None:
+            self._dead = reason
+        if self._lock.acquire(blocking=False):
+            try:
+                self._discard()
+            finally:
+                self._lock.release()
+        # else: the running call releases the instance when it ends (it sees `_dead`).
+
+    def run(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+    ) -> Result:
+        """Run `code` in the session and return what happened. Never raises for bad code.
+
+        `limits` replaces the session's per-call limits for this call (except
+        ``memory_bytes``). `files` are more read-only input files in ``/work``;
+        files from earlier calls, and files the guest wrote, stay. In a session,
+        ``Result.files`` holds the scratch files as they are after this call.
+
+        Raises `SessionDeadError` when the session can take no more calls.
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        if current_run(required=False) is not None or in_tool_handler():
+            raise ReentrancyError(
+                "a tool handler tried to run code in a session from inside a run on the same thread; "
+                "re-entrant runs are refused"
+            )
+        limits = limits or self.limits
+        inputs = _check_files(files)
+        with self._lock:
+            self._check_alive()
+            self._calls += 1
+            call = self._calls
+            started = time.perf_counter()
+            refused = self._sandbox._refuse(code, limits, started)
+            if refused is not None:
+                return _in_session(refused, self.id, call)
+            try:
+                instance = self._ensure_instance(code)
+                return self._run_call(instance, call, code, limits, inputs, started)
+            finally:
+                if self._dead is not None:
+                    self._discard()
+
+    def fork(self) -> Session:
+        """A new session that starts from a copy of this one's state; the two never affect each other.
+
+        The fork continues the call numbering and the fuel count, shares the
+        limits and totals, and has its own id and lifetime. It is made by copying
+        the guest's memory and files where the image allows (scientific) and by
+        re-executing this session's calls otherwise (default image), which costs
+        what those calls cost. Raises `SessionDeadError` if this session is dead.
+        """
+        with self._lock:
+            self._check_alive()
+            child = self._child()
+            try:
+                copied = None
+                if self._holder.instance is not None:
+                    copied = self._backend.copy(self._holder.instance, self.limits.memory_bytes)
+                if copied is not None:
+                    child._holder.instance = copied
+                else:
+                    child._ensure_instance(self._history[0].code if self._history else "")
+            except BaseException:
+                child.close()
+                raise
+            return child
+
+    def snapshot(self) -> bytes:
+        """The session's state as bytes; `Sandbox.restore` turns them into a new session, in this process or another.
+
+        The bytes hold the call history (code, input files, recorded tool
+        results), the limits and totals used so far, and, on images that can dump
+        their memory (scientific), the guest's memory and files. Without the
+        memory, a restore re-executes the history. Only the same wasmrun version
+        and image restore it. The bytes are compressed but not encrypted: they
+        contain the session's data.
+        """
+        with self._lock:
+            self._check_alive()
+            state = None
+            if self._holder.instance is not None:
+                state = self._backend.dump(self._holder.instance)
+            body = _SnapshotBody(
+                limits=dataclasses.asdict(self.limits),
+                total_fuel=self.total_fuel,
+                lifetime_s=self.lifetime_s,
+                idle_timeout_s=self.idle_timeout_s,
+                seed=self.seed,
+                calls=self._calls,
+                fuel_used=self._fuel_used,
+                history=[
+                    _SnapshotCall(
+                        number=c.number,
+                        code=c.code,
+                        limits=dataclasses.asdict(c.limits),
+                        files=c.files,
+                        tools=list(c.tools),
+                        error_type=c.error_type,
+                    )
+                    for c in self._history
+                ],
+                state=state,
+            )
+            header = _header(self._sandbox.image, self._backend.image_id())
+            return _MAGIC + json.dumps(header).encode() + b"\n" + zlib.compress(msgspec.msgpack.encode(body), 1)
+
+    def __repr__(self) -> str:
+        status = "alive" if self.alive else f"dead: {self._dead}"
+        return f"<wasmrun.Session {self.id} image={self._sandbox.image!r} calls={self._calls} {status}>"
+
+    # -- internals -----------------------------------------------------------------------
+    def _discard(self) -> None:
+        """Close the current instance, if any (the finalizer does the same once, at collection)."""
+        _release(self._backend, self._holder)
+
+    def _expired(self) -> bool:
+        if self._dead is not None:
+            return True
+        now = time.monotonic()
+        if now - self._last_used > self.idle_timeout_s:
+            self._dead = f"it was idle for more than {self.idle_timeout_s:g}s (idle_timeout_s)"
+        elif now - self._created >= self.lifetime_s:
+            self._dead = f"it reached its lifetime of {self.lifetime_s:g}s (lifetime_s)"
+        return self._dead is not None
+
+    def _check_alive(self) -> None:
+        if self._sandbox._closed and self._dead is None:
+            self._dead = "its sandbox was closed"
+        if self._expired():
+            self._discard()
+            assert self._dead is not None
+            raise SessionDeadError(self._dead)
+
+    def _child(self) -> Session:
+        return Session(
+            self._sandbox,
+            self.limits,
+            total_fuel=self.total_fuel,
+            lifetime_s=self.lifetime_s,
+            idle_timeout_s=self.idle_timeout_s,
+            seed=self.seed,
+            history=self._history,
+            calls=self._calls,
+            fuel_used=self._fuel_used,
+        )
+
+    def _ensure_instance(self, code: str) -> Any:
+        """The session's instance; after a rolled-back call, a fresh one rebuilt by re-executing the history."""
+        instance = self._holder.instance
+        if instance is not None:
+            return instance
+        hint = self._history[0].code if self._history else code
+        try:
+            instance = self._sandbox._fresh_instance(self.limits.memory_bytes, hint)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            self._dead = f"could not start an interpreter within its memory cap: {exc}"
+            raise SessionDeadError(self._dead) from None
+        self._holder.instance = instance
+        for past in self._history:
+            answers = iter(past.tools)
+            diverged: list[str] = []
+            outcome = self._sandbox._call(
+                instance,
+                past.code,
+                dataclasses.replace(past.limits, memory_bytes=self.limits.memory_bytes),
+                time.perf_counter(),
+                past.files or {},
+                session=SessionTurn(self.id, past.number, self.seed, _replayer(answers, diverged)),
+            )
+            error = outcome.result.error
+            got = None if error is None else error.type
+            if outcome.trapped or got != past.error_type or diverged or next(answers, None) is not None:
+                detail = diverged[0] if diverged else f"{past.error_type or 'success'} before, {got or 'success'} now"
+                self._dead = (
+                    f"re-executing call {past.number} to restore its state did not reproduce it ({detail}); "
+                    "its code depends on something besides its seed, inputs and tool results (e.g. the clock)"
+                )
+                self._discard()
+                raise SessionDeadError(self._dead)
+        return instance
+
+    def _run_call(
+        self, instance: Any, call: int, code: str, limits: Limits, inputs: dict[str, bytes] | None, started: float
+    ) -> Result:
+        now = time.monotonic()
+        fuel_left = self.total_fuel - self._fuel_used
+        life_left = self.lifetime_s - (now - self._created)
+        effective = dataclasses.replace(
+            limits,
+            memory_bytes=self.limits.memory_bytes,
+            fuel=max(1, min(limits.fuel, fuel_left)),
+            timeout_s=max(1e-3, min(limits.timeout_s, life_left)),
+        )
+        recorded: list[ToolAnswer] = []
+        registry = self._sandbox.tools
+        dispatch = None
+        if registry is not None:
+
+            def dispatch(context: RunContext, run: RunState, name: str, args: str) -> tuple[bool, str]:
+                ok, payload = registry.dispatch(context, run, name, args)
+                recorded.append((name, args, ok, payload))
+                return ok, payload
+
+        outcome = self._sandbox._call(
+            instance,
+            code,
+            effective,
+            started,
+            # A session always has a /work (even without input files): the guest's libc looks for
+            # its preopened directories once, and later calls may bring files.
+            inputs or {},
+            session=SessionTurn(self.id, call, self.seed, dispatch),
+        )
+        result = outcome.result
+        self._fuel_used += result.stats.fuel_used
+        self._last_used = time.monotonic()
+        error = result.error
+        if outcome.trapped:
+            # The instance cannot be called again: roll back to the last completed call (see module docs).
+            self._discard()
+            self._dead = self._death(error, effective, limits, call)
+        elif error is not None and error.kind == "memory":
+            self._dead = self._death(error, effective, limits, call)
+        else:
+            self._history.append(
+                _Call(call, code, limits, inputs, tuple(recorded), None if error is None else error.type)
+            )
+        return result
+
+    def _death(self, error: RunError | None, effective: Limits, limits: Limits, call: int) -> str | None:
+        """Why a stopped call kills the session, or None when it is only rolled back."""
+        kind = error.kind if error is not None else "internal"
+        if kind == "memory":
+            return f"call {call} ran out of memory (memory cap {effective.memory_bytes:,} bytes)"
+        if kind == "internal":
+            what = error.message if error is not None else "no outcome"
+            return f"the interpreter crashed in call {call} ({what})"
+        if kind == "fuel" and effective.fuel < limits.fuel:
+            return f"it used all of its total fuel ({self.total_fuel:,}, total_fuel) in call {call}"
+        if kind == "timeout" and effective.timeout_s < limits.timeout_s:
+            return f"it reached its lifetime of {self.lifetime_s:g}s (lifetime_s) in call {call}"
+        return None
+
+
+def _replayer(answers: Iterator[ToolAnswer], diverged: list[str]) -> Any:
+    """Answer a re-executed call's tool calls from the recorded results, in order; never call a tool again."""
+
+    def replay(context: RunContext, run: RunState, name: str, args: str) -> tuple[bool, str]:
+        answer = next(answers, None)
+        if answer is None or answer[0] != name or answer[1] != args:
+            diverged.append(f"tool call {name}({args[:80]}) was not the recorded one")
+            raise Trap("re-execution diverged from the recorded tool calls")
+        return answer[2], answer[3]
+
+    return replay
+
+
+def _in_session(result: Result, session_id: str, call: int) -> Result:
+    stats = msgspec.structs.replace(result.stats, session_id=session_id, session_call=call)
+    return msgspec.structs.replace(result, stats=stats)
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def check_totals(
+    limits: Limits, total_fuel: int | None, lifetime_s: float, idle_timeout_s: float
+) -> tuple[int, float, float]:
+    """Validated session totals; ``total_fuel`` defaults to 20 calls' worth of fuel."""
+    if total_fuel is None:
+        total_fuel = min(_MAX_FUEL, 20 * limits.fuel)
+    _check_int("total_fuel", total_fuel, 1, _MAX_FUEL)
+    return (
+        total_fuel,
+        _check_seconds("lifetime_s", lifetime_s, 30 * _MAX_TIMEOUT_S),
+        _check_seconds("idle_timeout_s", idle_timeout_s, 30 * _MAX_TIMEOUT_S),
+    )
+
+
+def new_seed(seed: int | None) -> int:
+    """The sandbox's seed, or a random one: re-execution must reproduce the guest's random draws."""
+    return seed if seed is not None else secrets.randbits(63)
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+_MAGIC = b"wasmrun-session\n"
+_FORMAT = 1
+
+
+def _header(image: str, image_id: str) -> dict[str, Any]:
+    from . import __version__
+
+    return {"format": _FORMAT, "wasmrun": __version__, "image": image, "image_id": image_id}
+
+
+class _SnapshotCall(msgspec.Struct, frozen=True):
+    number: int
+    code: str
+    limits: dict[str, Any]
+    files: dict[str, bytes] | None
+    tools: list[tuple[str, str, bool, str]]
+    error_type: str | None
+
+
+class _SnapshotBody(msgspec.Struct, frozen=True):
+    limits: dict[str, Any]
+    total_fuel: int
+    lifetime_s: float
+    idle_timeout_s: float
+    seed: int
+    calls: int
+    fuel_used: int
+    history: list[_SnapshotCall]
+    state: bytes | None
+
+
+_BODY = msgspec.msgpack.Decoder(_SnapshotBody)
+_MAX_SNAPSHOT = 4 << 30  # decompressed; a session's memory is at most 4 GiB (wasm32)
+
+
+def restore(sandbox: Sandbox, data: bytes) -> Session:
+    """A new session of `sandbox` from `Session.snapshot()` bytes (see `Sandbox.restore`)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes from Session.snapshot(), got {type(data).__name__}")
+    data = bytes(data)
+    if not data.startswith(_MAGIC):
+        raise SnapshotError("not a wasmrun session snapshot (it does not start with the snapshot header)")
+    line, sep, packed = data[len(_MAGIC) :].partition(b"\n")
+    try:
+        header = json.loads(line) if sep else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise SnapshotError("the snapshot's header is damaged")
+    expected = _header(sandbox.image, sandbox._backend.image_id())
+    for key, what in (("format", "snapshot format"), ("wasmrun", "wasmrun version"), ("image", "image")):
+        if header.get(key) != expected[key]:
+            raise SnapshotError(
+                f"this snapshot was made with {what} {header.get(key)!r}; this sandbox has {expected[key]!r}: "
+                "a snapshot restores only into the same wasmrun version and image"
+            )
+    if header.get("image_id") != expected["image_id"]:
+        raise SnapshotError(
+            f"this snapshot was made with the {header.get('image')!r} image build {header.get('image_id')!r}; "
+            f"this sandbox runs {expected['image_id']!r}: a snapshot restores only into the same image build"
+        )
+    try:
+        unpacker = zlib.decompressobj()
+        raw = unpacker.decompress(packed, _MAX_SNAPSHOT)
+        if unpacker.unconsumed_tail:
+            raise SnapshotError("the snapshot is larger than any session can be")
+        body = _BODY.decode(raw)
+        limits = Limits(**body.limits)
+        history = [
+            _Call(
+                c.number,
+                c.code,
+                Limits(**c.limits),
+                c.files,
+                tuple((str(a[0]), str(a[1]), bool(a[2]), str(a[3])) for a in c.tools),
+                c.error_type,
+            )
+            for c in body.history
+        ]
+        totals = check_totals(limits, body.total_fuel, body.lifetime_s, body.idle_timeout_s)
+    except (zlib.error, msgspec.DecodeError, TypeError, ValueError) as exc:
+        if isinstance(exc, SnapshotError):
+            raise
+        raise SnapshotError(f"the snapshot is damaged: {exc}") from None
+    for past in history:
+        if past.files is not None:
+            _check_files(past.files)
+    session = Session(
+        sandbox,
+        limits,
+        total_fuel=totals[0],
+        lifetime_s=totals[1],
+        idle_timeout_s=totals[2],
+        seed=body.seed,
+        history=history,
+        calls=body.calls,
+        fuel_used=body.fuel_used,
+    )
+    try:
+        if body.state is not None:
+            session._holder.instance = sandbox._backend.load(body.state, limits.memory_bytes)
+        else:
+            session._ensure_instance("")
+    except ValueError as exc:
+        session.close()
+        raise SnapshotError(f"the snapshot's guest state cannot be loaded: {exc}") from None
+    except BaseException:
+        session.close()
+        raise
+    return session
