@@ -774,3 +774,72 @@ def test_seed_replay_with_pandas_and_matplotlib_makes_a_png(tmp_path: Path) -> N
     png = result.files[SCIENTIFIC_CHART_FILE]
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert SCIENTIFIC_CHART_FILE in result.answer
+
+
+# --------------------------------------------------------------------------- stateful run_code
+
+
+def test_stateful_run_code_keeps_variables_and_says_so(run_agent: Runner, tmp_path: Path) -> None:
+    transcript = tmp_path / "stateful.jsonl"
+    script = [
+        run_code_call("import tools\nrows = [tools.add(a=1, b=i) for i in range(3)]\nlen(rows)"),
+        run_code_call("sum(rows)"),
+        say("The sum is 6."),
+    ]
+    result, server = run_agent(script, transcript=transcript, stateful=True, files={"in.txt": "x"})
+    assert result.ok, result.answer
+    first, second = result.code_runs
+    assert (first.result.value, second.result.value) == ("3", "6")
+    assert first.result.stats.session_id is not None
+    assert first.result.stats.session_id == second.result.stats.session_id
+    assert (first.result.stats.session_call, second.result.stats.session_call) == (1, 2)
+    system = server.requests[0]["messages"][0]["content"]
+    assert "share one Python session" in system and "starts from scratch" not in system
+    description = server.requests[0]["tools"][0]["function"]["description"]
+    assert "persist between calls" in description
+    runs = [e for e in read_transcript(transcript) if e["type"] == "code_run"]
+    sid = first.result.stats.session_id
+    assert [(e["session_id"], e["session_call"]) for e in runs] == [(sid, 1), (sid, 2)]
+
+
+def test_stateless_run_code_is_the_default(run_agent: Runner, tmp_path: Path) -> None:
+    script = [run_code_call("rows = [1]"), run_code_call("rows"), say("no rows")]
+    result, server = run_agent(script, transcript=tmp_path / "t.jsonl", agent_limits=AgentLimits(max_attempts=3))
+    assert result.code_runs[1].result.error is not None
+    assert result.code_runs[1].result.error.type == "NameError"
+    assert result.code_runs[0].result.stats.session_id is None
+    assert "starts from scratch" in server.requests[0]["messages"][0]["content"]
+
+
+def test_stateful_rollback_and_a_new_session_are_told_to_the_model(run_agent: Runner) -> None:
+    script = [
+        run_code_call("x = 1"),
+        run_code_call("x = 2\nwhile True:\n    pass"),
+        run_code_call("x"),
+        run_code_call("blocks = []\nwhile True:\n    blocks.append(bytearray(8 * 1024 * 1024))"),
+        run_code_call("'x' in globals()"),
+        say("done"),
+    ]
+    result, server = run_agent(
+        script,
+        stateful=True,
+        limits=Limits(timeout_s=1, memory_bytes=96 * 1024 * 1024),
+        agent_limits=AgentLimits(max_attempts=5),
+    )
+    values = [r.result.value for r in result.code_runs]
+    assert values[2] == "1"  # the timed-out call was rolled back
+    assert values[4] == "False"  # a new session after the memory trap
+    assert "rolled back" in last_tool_result(server.requests[2])["session"]
+    assert "session ended" in last_tool_result(server.requests[4])["session"]
+    assert "new, empty session" in last_tool_result(server.requests[5])["session"]
+    ids = [r.result.stats.session_id for r in result.code_runs]
+    assert ids[0] == ids[3] != ids[4]
+
+
+def test_seed_example_offline_stateful(tmp_path: Path) -> None:
+    from wasmrun.agent.seed import FINAL_ANSWER, replay_seed, sales_database
+
+    with sales_database(tmp_path) as db_path:
+        result, server = replay_seed(db_path=db_path, transcript=tmp_path / "seed.jsonl", stateful=True)
+    assert server.errors == [] and result.ok and result.answer == FINAL_ANSWER
+    assert len({r.result.stats.session_id for r in result.code_runs}) == 1

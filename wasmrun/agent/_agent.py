@@ -33,6 +33,13 @@ from ._run_code import DEFAULT_ENVIRONMENT, RUN_CODE
 DEFAULT_MODEL = "gpt-4.1-mini"
 """The model `Agent.from_env` uses when ``WASMRUN_MODEL`` is not set."""
 
+_FRESH_RUNS = "- Each run_code call starts from scratch: no variables, imports or files carry over between calls."
+_ONE_SESSION = (
+    "- All run_code calls of this conversation share one Python session, like a notebook: variables, imports "
+    "and files from earlier calls are still there, so build on them instead of loading or recomputing data. "
+    "A call stopped by a time or CPU limit is rolled back."
+)
+
 DEFAULT_SYSTEM_PROMPT = """\
 You are a careful data analyst working with tools.
 - Call a tool directly when you need a small piece of external data.
@@ -109,6 +116,10 @@ class Agent:
     * `environment`: what the sandbox offers, told to the model (installed packages).
     * `transcript_dir`: write a JSONL transcript of every conversation there (see ``Agent.run(transcript=)``).
     * `completion_options`: extra arguments for ``chat.completions.create`` (e.g. ``temperature``).
+    * `stateful`: ``run_code`` keeps one `wasmrun.Session` per conversation (variables, imports and files
+      carry over between its calls; the default system prompt and the tool's description say so, and
+      the transcript records each run's ``session_id`` and ``session_call``). Default: a fresh
+      interpreter per call.
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class Agent:
         seed: int | None = None,
         prewarm: int = 1,
         image: str = "default",
+        stateful: bool = False,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -162,6 +174,7 @@ class Agent:
         self.transcript_dir = Path(transcript_dir) if transcript_dir is not None else None
         self.max_output_chars = max_output_chars
         self.completion_options: dict[str, Any] = dict(completion_options or {})
+        self.stateful = bool(stateful)
         self._bridge = _ConversationTools(tools) if tools is not None else None
         self.sandbox = Sandbox(limits=self.limits, tools=self._bridge, seed=seed, prewarm=prewarm, image=image)
 
@@ -185,7 +198,10 @@ class Agent:
 
     def build_system_prompt(self) -> str:
         """The system message: the prompt, the instructions, and the output schema when there is one."""
-        parts = [self.system_prompt]
+        prompt = self.system_prompt
+        if self.stateful:
+            prompt = prompt.replace(_FRESH_RUNS, _ONE_SESSION)
+        parts = [prompt]
         if self.instructions:
             parts.append(self.instructions)
         if self.output_schema is not None:

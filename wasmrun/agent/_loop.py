@@ -65,6 +65,7 @@ class _Conversation(_RunCodeStep, _ValidationStep):
             limits=agent.limits,
             environment=agent.environment,
             max_output_chars=agent.max_output_chars,
+            stateful=agent.stateful,
         )
         tool_defs = [self.runner.definition()]
         if agent.tools is not None:
@@ -95,6 +96,7 @@ class _Conversation(_RunCodeStep, _ValidationStep):
             self.transcript.event("error", message=f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            self.runner.close()
             self.transcript.close()
 
     def _start(self) -> None:
@@ -113,6 +115,7 @@ class _Conversation(_RunCodeStep, _ValidationStep):
             tools=[d["function"]["name"] for d in self.tool_defs],
             limits=asdict(self.limits),
             run_limits=asdict(agent.limits),
+            stateful=agent.stateful,
             validation=validation,
         )
         self._add_message("system", self.agent.build_system_prompt(), purpose="system")

@@ -30,6 +30,7 @@ import pydantic
 from .._limits import Limits
 from .._result import Result, RunError
 from .._sandbox import Sandbox
+from .._session import Session
 from ..tools import RunContext, ToolCallRecord
 from ._jsonsafe import encode_json, to_json
 from ._results import AgentLimits, CodeRun, StopReason
@@ -48,6 +49,9 @@ TRUNCATION_MARKER = "[... {omitted:,} characters truncated ...]"
 """Inserted where output was cut; ``{omitted}`` is the number of characters left out."""
 
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+# Kinds of a stopped call that a live session rolls back (see wasmrun._session).
+_ROLLED_BACK = ("timeout", "fuel", "output_limit")
 
 
 def explain_invalid(exc: pydantic.ValidationError) -> str:
@@ -147,6 +151,7 @@ def format_result(
     tool_calls: Sequence[ToolCallRecord] | None = None,
     max_output_chars: int = 4_000,
     max_traceback_lines: int = 14,
+    session_note: str | None = None,
 ) -> str:
     """The model-facing summary of a run, as a compact JSON object (a string).
 
@@ -155,10 +160,14 @@ def format_result(
     (name -> size in bytes of each file the code wrote); ``tool_calls`` (how
     many); on failure ``error`` with ``kind``, ``type``, ``message``, ``line``,
     ``code_line`` (the model's own source line), ``traceback`` (shortened) and
-    ``hint``; ``note`` when the run produced nothing visible.
+    ``hint``; ``note`` when the run produced nothing visible; ``session`` with
+    `session_note` (a stateful ``run_code``: the call was rolled back, or the
+    session was replaced by a new one).
     """
     limits = limits or Limits()
     out: dict[str, Any] = {"ok": result.ok}
+    if session_note:
+        out["session"] = session_note
     if result.error is not None:
         error = result.error
         info: dict[str, Any] = {
@@ -197,20 +206,34 @@ def run_code_definition(
     limits: Limits | None = None,
     environment: str = DEFAULT_ENVIRONMENT,
     with_files: Sequence[str] = (),
+    stateful: bool = False,
 ) -> dict[str, Any]:
     """The strict OpenAI function-tool definition of ``run_code``.
 
     The description tells the model what the sandbox offers: a fresh
-    interpreter per call, `environment` (installed packages), the time limit,
+    interpreter per call (or, `stateful`, one session for all calls),
+    `environment` (installed packages), the time limit,
     the ``tools`` module with `tool_names`, and input files `with_files`.
     """
     limits = limits or Limits()
+    if stateful:
+        what = "Run Python code in this conversation's isolated Python session"
+        persistence = (
+            "No network and no host filesystem. Variables, imports and files persist between calls, like a "
+            "notebook: build on earlier results instead of recomputing them. A call stopped by a limit is "
+            "rolled back (what it set is not kept)."
+        )
+    else:
+        what = "Run a Python program in a fresh, isolated sandbox"
+        persistence = (
+            "No network and no host filesystem. Nothing persists between calls (variables, imports, files): "
+            "each call must contain the whole program."
+        )
     parts = [
-        "Run a Python program in a fresh, isolated sandbox and get back what it printed (stdout, stderr), "
+        f"{what} and get back what it printed (stdout, stderr), "
         "the value of its last expression (like a REPL), the files it wrote, or the error with a traceback.",
         environment,
-        "No network and no host filesystem. Nothing persists between calls (variables, imports, files): "
-        "each call must contain the whole program.",
+        persistence,
         f"Each call may run for at most {limits.timeout_s:g} s.",
         "Files written to the working directory are returned as artifacts (for example a chart).",
     ]
@@ -222,6 +245,11 @@ def run_code_definition(
         )
     if with_files:
         parts.append("Input files in the working directory (read-only): " + ", ".join(sorted(with_files)) + ".")
+    code_description = (
+        "The Python code to run (it may use variables and imports from earlier calls)."
+        if stateful
+        else "The complete Python program to run."
+    )
     return {
         "type": "function",
         "function": {
@@ -230,7 +258,7 @@ def run_code_definition(
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "code": {"type": "string", "description": "The complete Python program to run."},
+                    "code": {"type": "string", "description": code_description},
                     "language": {"type": "string", "enum": ["python"], "description": "Always 'python'."},
                 },
                 "required": ["code", "language"],
@@ -247,6 +275,13 @@ class RunCode:
     `files` are input files every run sees (read-only) in its working
     directory; the guest may always write new files there (they come back as
     artifacts in ``Result.files``).
+
+    `stateful`: every call runs in one `wasmrun.Session` (made at the first
+    call), so later code can use the variables, imports and files of earlier
+    calls. When the session dies (out of memory, totals used up), the next
+    call starts a new one and says so to the model (``session`` in the result
+    JSON, and `session_note`); a call stopped by a limit is rolled back, and the
+    model is told that too. `close` releases the session.
     """
 
     def __init__(
@@ -257,6 +292,7 @@ class RunCode:
         limits: Limits | None = None,
         environment: str = DEFAULT_ENVIRONMENT,
         max_output_chars: int = 4_000,
+        stateful: bool = False,
     ) -> None:
         if max_output_chars < 100:
             raise ValueError(f"max_output_chars must be >= 100, got {max_output_chars!r}")
@@ -265,12 +301,37 @@ class RunCode:
         self.limits = limits or sandbox.limits
         self.environment = environment
         self.max_output_chars = max_output_chars
+        self.stateful = stateful
+        #: What the model should know about the session after the last `run` (stateful only), or None.
+        self.session_note: str | None = None
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session | None:
+        """The current session (stateful, after the first call), else None."""
+        return self._session
+
+    def close(self) -> None:
+        """Release the session, if any (the next stateful call starts a new one)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> RunCode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def definition(self) -> dict[str, Any]:
         """The strict OpenAI function-tool definition, describing this sandbox's tools and files."""
         names = list(self.sandbox.tools.tools) if self.sandbox.tools is not None else []
         return run_code_definition(
-            tool_names=names, limits=self.limits, environment=self.environment, with_files=list(self.files)
+            tool_names=names,
+            limits=self.limits,
+            environment=self.environment,
+            with_files=list(self.files),
+            stateful=self.stateful,
         )
 
     @staticmethod
@@ -281,8 +342,27 @@ class RunCode:
         return RunCodeArguments.model_validate(dict(arguments))
 
     def run(self, code: str, *, limits: Limits | None = None) -> Result:
-        """Run `code` in a fresh instance, with the input files (and so a writable working directory)."""
-        return self.sandbox.run(code, limits=limits or self.limits, files=self.files)
+        """Run `code` with the input files (and so a writable working directory): fresh, or in the session."""
+        if not self.stateful:
+            return self.sandbox.run(code, limits=limits or self.limits, files=self.files)
+        self.session_note = None
+        session = self._session
+        if session is not None and not session.alive:
+            self.session_note = (
+                f"The previous session ended ({session.dead_reason}); this code ran in a new, empty session: "
+                "define again what it needs."
+            )
+            session.close()
+            session = None
+        new = session is None
+        if session is None:
+            session = self._session = self.sandbox.session(limits=self.limits)
+        result = session.run(code, limits=limits or self.limits, files=self.files if new else None)
+        if not session.alive:
+            self.session_note = f"The session ended ({session.dead_reason}); the next call starts a new, empty session."
+        elif result.error is not None and result.error.kind in _ROLLED_BACK:
+            self.session_note = "This call was stopped and rolled back: the session is as it was before the call."
+        return result
 
     def handle(self, arguments: str | bytes | Mapping[str, Any], *, limits: Limits | None = None) -> RunCodeOutcome:
         """Handle one ``run_code`` call from a model: validate, run, and format the result for the model."""
@@ -303,7 +383,9 @@ class RunCode:
             return RunCodeOutcome(code=None, result=None, content=content, problem=problem)
         effective = limits or self.limits
         result = self.run(parsed.code, limits=effective)
-        content = format_result(result, limits=effective, max_output_chars=self.max_output_chars)
+        content = format_result(
+            result, limits=effective, max_output_chars=self.max_output_chars, session_note=self.session_note
+        )
         return RunCodeOutcome(code=parsed.code, result=result, content=content)
 
 
@@ -371,7 +453,14 @@ class _RunCodeStep:
         with self.context.lock:
             guest = tuple(self.context.records[first_record:])
         self.sandbox_time += result.stats.duration_s
-        content = format_result(result, limits=limits, tool_calls=guest, max_output_chars=self.agent.max_output_chars)
+        note = self.runner.session_note
+        content = format_result(
+            result,
+            limits=limits,
+            tool_calls=guest,
+            max_output_chars=self.agent.max_output_chars,
+            session_note=note,
+        )
         self.code_runs.append(
             CodeRun(
                 index=index,
@@ -401,6 +490,9 @@ class _RunCodeStep:
             fuel_used=result.stats.fuel_used,
             timeout_s=limits.timeout_s,
             guest_tool_calls=len(guest),
+            session_id=result.stats.session_id,
+            session_call=result.stats.session_call,
+            session_note=note,
         )
         for record in guest:  # after the run's event, so a timeline reads "the code ran and made these calls"
             self._record_tool_call(record, code_run=index)

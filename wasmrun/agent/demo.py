@@ -105,8 +105,12 @@ def run_demo(
     transcript: str | Path | None = None,
     console: Console | None = None,
     image: str = "scientific",
+    stateful: bool = False,
 ) -> AgentResult:
-    """Run the seed example (replayed unless `live`), save its artifacts to `out_dir` and print a report."""
+    """Run the seed example (replayed unless `live`), save its artifacts to `out_dir` and print a report.
+
+    `stateful`: the agent's ``run_code`` keeps one session for the conversation.
+    """
     console = console or Console(highlight=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,13 +125,15 @@ def run_demo(
             chosen = model or os.environ.get("WASMRUN_MODEL") or DEFAULT_MODEL
             client = openai.OpenAI()
             console.print(f"model: {chosen} at {client.base_url} (live)", markup=False)
-            result = run_seed(client, chosen, db_path=db_path, transcript=transcript_path, image=image)
+            result = run_seed(
+                client, chosen, db_path=db_path, transcript=transcript_path, image=image, stateful=stateful
+            )
         else:
             console.print(
                 "model: the recorded conversation, replayed by a local OpenAI-compatible server (offline, no key)",
                 markup=False,
             )
-            result, server = replay_seed(db_path=db_path, transcript=transcript_path, image=image)
+            result, server = replay_seed(db_path=db_path, transcript=transcript_path, image=image, stateful=stateful)
             if server.errors:
                 console.print(Text(f"replay server errors: {server.errors}", style="red"))
     written = save_artifacts(result.files, out)
@@ -149,11 +155,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", default=None, help=f"model for --live (default: $WASMRUN_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--transcript", default=None, help=f"transcript file (default: OUT/{TRANSCRIPT_NAME})")
+    parser.add_argument(
+        "--stateful", action="store_true", help="run_code keeps one session (variables persist between calls)"
+    )
     args = parser.parse_args(argv)
     if args.live and not os.environ.get("OPENAI_API_KEY"):
         print("--live needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, WASMRUN_MODEL)", file=sys.stderr)
         return 2
-    result = run_demo(out_dir=args.out, live=args.live, model=args.model, transcript=args.transcript, image=args.image)
+    result = run_demo(
+        out_dir=args.out,
+        live=args.live,
+        model=args.model,
+        transcript=args.transcript,
+        image=args.image,
+        stateful=args.stateful,
+    )
     return 0 if result.ok else 1
 
 

@@ -336,11 +336,17 @@ def replay_seed(
     transcript: str | Path | None = None,
     script: list[Any] | None = None,
     image: str = "default",
+    stateful: bool = False,
 ) -> tuple[AgentResult, ReplayServer]:
-    """The seed example offline: the recorded conversation for `image` (or `script`) replayed by a local server."""
+    """The seed example offline: the recorded conversation for `image` (or `script`) replayed by a local server.
+
+    `stateful` runs the agent's code in one session (the recorded code is self-contained, so it works both ways).
+    """
     recording = script if script is not None else recorded_conversation(image)
     with ReplayServer(recording, model="recorded-seed") as server:
-        result = run_seed(server.client(), "recorded-seed", db_path=db_path, transcript=transcript, image=image)
+        result = run_seed(
+            server.client(), "recorded-seed", db_path=db_path, transcript=transcript, image=image, stateful=stateful
+        )
     return result, server
 
 

@@ -87,6 +87,9 @@ def agent_demo(
             help="Sandbox image: scientific (pandas + matplotlib, PNG chart) or default (standard library, SVG).",
         ),
     ] = "scientific",
+    stateful: Annotated[
+        bool, typer.Option("--stateful", help="run_code keeps one session: variables persist between calls.")
+    ] = False,
 ) -> None:
     """The seed example end to end: Q3 sales by region as a chart, with tools and code (offline by default)."""
     if live:
@@ -96,7 +99,7 @@ def agent_demo(
     from ..agent.demo import run_demo
 
     try:
-        result = run_demo(out_dir=out, live=live, model=model, transcript=transcript, image=image)
+        result = run_demo(out_dir=out, live=live, model=model, transcript=transcript, image=image, stateful=stateful)
     except openai.APIError as exc:
         Console(file=sys.stderr, highlight=False).print(
             Text(f"wasmrun agent demo: the model API failed: {printable(str(exc))}", style="bold red")
