@@ -17,10 +17,9 @@ from ._limits import Limits
 from ._result import ErrorKind, Result, RunError, RunStats
 from ._sandbox import Sandbox, run
 from ._session import Session
+from ._version import __version__
 from .eval import evaluate
 from .tools import AuditLog, RunContext, Tool, ToolCall, ToolCallRecord, ToolError, ToolRegistry
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AuditLog",

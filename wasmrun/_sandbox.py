@@ -14,6 +14,7 @@ import wasmtime
 
 from . import images
 from ._errors import ReentrancyError, SandboxClosedError
+from ._files import check_files
 from ._limits import Limits
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
@@ -21,20 +22,9 @@ from .images import Backend, GuestTrap, InstancePool
 from .tools import RunContext, ToolRegistry, in_tool_handler
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._session import Session, SessionTurn
 
 ToolDispatch = Callable[[RunState, str, str], Any]
-SessionDispatch = Callable[[RunContext, RunState, str, str], "tuple[bool, str]"]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTurn:
-    """What makes a call a session's call: which session and call, its seed, how its tool calls are answered."""
-
-    id: str
-    call: int
-    seed: int
-    dispatch: SessionDispatch | None  # None: the sandbox's registry (or "no tools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +145,7 @@ class Sandbox:
                 "re-entrant runs are refused"
             )
         limits = limits or self.limits
-        inputs = _check_files(files)
+        inputs = check_files(files)
         started = time.perf_counter()
         refused = self._refuse(code, limits, started)
         if refused is not None:
@@ -398,25 +388,6 @@ class Sandbox:
                 kind=guest.kind, type=guest.type, message=guest.message, traceback=guest.traceback, lineno=guest.lineno
             )
         return outcome.value, error, outcome.exit_code
-
-
-def _check_files(files: Mapping[str, bytes | str] | None) -> dict[str, bytes] | None:
-    if files is None:
-        return None
-    if not isinstance(files, Mapping):
-        raise TypeError(f"files must be a mapping of name to bytes, got {type(files).__name__}")
-    checked: dict[str, bytes] = {}
-    for name, data in files.items():
-        if not isinstance(name, str) or not name or name.startswith("/") or "\0" in name:
-            raise ValueError(f"file name {name!r} must be a non-empty relative path")
-        if any(part in ("", ".", "..") for part in name.split("/")):
-            raise ValueError(f"file name {name!r} must not contain empty, '.' or '..' parts")
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"file {name!r} must be bytes or str, got {type(data).__name__}")
-        checked[name] = bytes(data)
-    return checked
 
 
 def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, stderr: str) -> RunError:

@@ -1,67 +1,41 @@
 """`Session`: one guest interpreter kept alive across calls, for multi-step work (agents, notebooks, a REPL).
 
-How a session works, and the decisions behind it:
+The user-facing rules (limits and totals, rollback, death, fork, snapshots,
+seeds) are in the README's "Sessions" section; the reasons, in short:
 
-* **One instance per session.** The session's first call takes a pristine
-  instance (from the sandbox's pool when the memory cap matches) and keeps it;
-  each call is one more call of the guest shim, which keeps the session's
-  globals (``__main__``), imports, ``random`` state and the files in ``/work``.
-  An instance serves one session only and never a one-shot run, so nothing
-  leaks between sessions or into `Sandbox.run`.
-* **Per-call limits, session totals.** Every call has its own `Limits`
-  (deadline, fuel, output caps; the session's by default). The session has
-  totals: the memory cap (``limits.memory_bytes`` at creation; a call's own
-  ``memory_bytes`` is not used, since memory the session already holds cannot
-  be taken back), cumulative fuel (``total_fuel``), a lifetime and an idle timeout.
-* **A stopped call is rolled back.** wasmtime cannot resume a guest after a
-  trap (a component instance refuses all later calls; the scientific image's
-  interpreter reports -1), and a trap can land in the middle of an allocation,
-  so a call stopped by its deadline, its fuel or the output cap leaves nothing
-  behind: the session continues from its state after the last call that
-  completed (a call that raised an exception did complete, and keeps what it did
-  before raising). The state is rebuilt at the next call by *re-execution*: the
-  completed calls run again, in order, in a fresh instance, with the same seed
-  and input files, and with every tool call answered from the recorded result
-  (tools are never called twice). Its cost is the session's history again.
-* **Some failures kill the session** instead: the guest ran out of memory
-  (even a clean ``MemoryError``: the state may be half-built), the interpreter
-  crashed, the total fuel or the lifetime ran out, the idle timeout passed, or a
-  re-execution did not reproduce a call's outcome. Later calls raise
-  `SessionDeadError` with the reason; never a wrong answer.
-* **Fork** (`Session.fork`) copies the guest's linear memory and files into a
-  fresh instance where the image allows it (scientific: its core module's
-  memory is reachable) and re-executes the history elsewhere (default: the
-  component API exposes no linear memory). **Snapshots** (`Session.snapshot`,
-  `Sandbox.restore`) carry the history always and the memory image where the
-  image can dump one.
-* Re-execution reproduces a session exactly when its calls are deterministic
-  given the seed: a session is always seeded (the sandbox's ``seed``, else a
-  random one chosen when the session starts), but wall-clock time, timings and
-  ``id()`` values may differ, and code that branches on them may take another
-  path (then the session dies rather than continue from a different state).
+* One instance per session, never shared with another session or a one-shot run.
+* wasmtime cannot resume a guest after a trap (a component instance refuses all
+  later calls; the scientific image's ``turn`` reports -1), and a trap may land
+  mid-allocation, so a call stopped by a limit is *rolled back*: the session is
+  rebuilt at its next call by re-executing its completed calls in a fresh
+  instance (same seed and files, tool calls answered from the record).
+* Where continuing could give a wrong answer (memory exhausted, a crash, a
+  re-execution that does not reproduce a recorded outcome), the session dies
+  and later calls raise `SessionDeadError` with the reason.
+* A fork or snapshot copies the guest's memory where the image can
+  (`Backend.copy`/`dump`, scientific) and re-executes the history otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
 import threading
 import time
 import weakref
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import wasmtime
 
+from . import _snapshot
 from ._errors import ReentrancyError, SessionDeadError, SnapshotError
+from ._files import check_files
 from ._limits import _MAX_FUEL, _MAX_TIMEOUT_S, Limits, _check_int, _check_seconds
 from ._result import Result, RunError
 from ._runstate import RunState, Trap, current_run
-from ._sandbox import SessionTurn, _check_files
 from .tools import RunContext, in_tool_handler
 
 if TYPE_CHECKING:
@@ -71,6 +45,17 @@ __all__ = ["Session", "restore"]
 
 # A recorded tool call: (name, arguments JSON, ok, result JSON or error message).
 ToolAnswer = tuple[str, str, bool, str]
+SessionDispatch = Callable[[RunContext, RunState, str, str], "tuple[bool, str]"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTurn:
+    """What makes a call a session's call: which session and call, its seed, how its tool calls are answered."""
+
+    id: str
+    call: int
+    seed: int
+    dispatch: SessionDispatch | None  # None: the sandbox's registry (or "no tools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +198,7 @@ class Session:
                 "re-entrant runs are refused"
             )
         limits = limits or self.limits
-        inputs = _check_files(files)
+        inputs = check_files(files)
         with self._lock:
             self._check_alive()
             self._calls += 1
@@ -269,7 +254,7 @@ class Session:
             state = None
             if self._holder.instance is not None:
                 state = self._backend.dump(self._holder.instance)
-            body = _SnapshotBody(
+            body = _snapshot.SnapshotBody(
                 limits=dataclasses.asdict(self.limits),
                 total_fuel=self.total_fuel,
                 lifetime_s=self.lifetime_s,
@@ -278,7 +263,7 @@ class Session:
                 calls=self._calls,
                 fuel_used=self._fuel_used,
                 history=[
-                    _SnapshotCall(
+                    _snapshot.SnapshotCall(
                         number=c.number,
                         code=c.code,
                         limits=dataclasses.asdict(c.limits),
@@ -290,8 +275,7 @@ class Session:
                 ],
                 state=state,
             )
-            header = _header(self._sandbox.image, self._backend.image_id())
-            return _MAGIC + json.dumps(header).encode() + b"\n" + zlib.compress(msgspec.msgpack.encode(body), 1)
+            return _snapshot.pack(self._sandbox.image, self._backend.image_id(), body)
 
     def __repr__(self) -> str:
         status = "alive" if self.alive else f"dead: {self._dead}"
@@ -471,95 +455,21 @@ def new_seed(seed: int | None) -> int:
     return seed if seed is not None else secrets.randbits(63)
 
 
-# ----------------------------------------------------------------------------- snapshots
-
-_MAGIC = b"wasmrun-session\n"
-_FORMAT = 1
-
-
-def _header(image: str, image_id: str) -> dict[str, Any]:
-    from . import __version__
-
-    return {"format": _FORMAT, "wasmrun": __version__, "image": image, "image_id": image_id}
-
-
-class _SnapshotCall(msgspec.Struct, frozen=True):
-    number: int
-    code: str
-    limits: dict[str, Any]
-    files: dict[str, bytes] | None
-    tools: list[tuple[str, str, bool, str]]
-    error_type: str | None
-
-
-class _SnapshotBody(msgspec.Struct, frozen=True):
-    limits: dict[str, Any]
-    total_fuel: int
-    lifetime_s: float
-    idle_timeout_s: float
-    seed: int
-    calls: int
-    fuel_used: int
-    history: list[_SnapshotCall]
-    state: bytes | None
-
-
-_BODY = msgspec.msgpack.Decoder(_SnapshotBody)
-_MAX_SNAPSHOT = 4 << 30  # decompressed; a session's memory is at most 4 GiB (wasm32)
+# ----------------------------------------------------------------------------- restore
 
 
 def restore(sandbox: Sandbox, data: bytes) -> Session:
     """A new session of `sandbox` from `Session.snapshot()` bytes (see `Sandbox.restore`)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes from Session.snapshot(), got {type(data).__name__}")
-    data = bytes(data)
-    if not data.startswith(_MAGIC):
-        raise SnapshotError("not a wasmrun session snapshot (it does not start with the snapshot header)")
-    line, sep, packed = data[len(_MAGIC) :].partition(b"\n")
+    body = _snapshot.unpack(data, sandbox.image, sandbox._backend.image_id())
     try:
-        header = json.loads(line) if sep else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        raise SnapshotError("the snapshot's header is damaged")
-    expected = _header(sandbox.image, sandbox._backend.image_id())
-    for key, what in (("format", "snapshot format"), ("wasmrun", "wasmrun version"), ("image", "image")):
-        if header.get(key) != expected[key]:
-            raise SnapshotError(
-                f"this snapshot was made with {what} {header.get(key)!r}; this sandbox has {expected[key]!r}: "
-                "a snapshot restores only into the same wasmrun version and image"
-            )
-    if header.get("image_id") != expected["image_id"]:
-        raise SnapshotError(
-            f"this snapshot was made with the {header.get('image')!r} image build {header.get('image_id')!r}; "
-            f"this sandbox runs {expected['image_id']!r}: a snapshot restores only into the same image build"
-        )
-    try:
-        unpacker = zlib.decompressobj()
-        raw = unpacker.decompress(packed, _MAX_SNAPSHOT)
-        if unpacker.unconsumed_tail:
-            raise SnapshotError("the snapshot is larger than any session can be")
-        body = _BODY.decode(raw)
         limits = Limits(**body.limits)
         history = [
-            _Call(
-                c.number,
-                c.code,
-                Limits(**c.limits),
-                c.files,
-                tuple((str(a[0]), str(a[1]), bool(a[2]), str(a[3])) for a in c.tools),
-                c.error_type,
-            )
+            _Call(c.number, c.code, Limits(**c.limits), check_files(c.files), tuple(c.tools), c.error_type)
             for c in body.history
         ]
         totals = check_totals(limits, body.total_fuel, body.lifetime_s, body.idle_timeout_s)
-    except (zlib.error, msgspec.DecodeError, TypeError, ValueError) as exc:
-        if isinstance(exc, SnapshotError):
-            raise
+    except (TypeError, ValueError) as exc:
         raise SnapshotError(f"the snapshot is damaged: {exc}") from None
-    for past in history:
-        if past.files is not None:
-            _check_files(past.files)
     session = Session(
         sandbox,
         limits,

@@ -34,6 +34,7 @@ from .._session import Session
 from ..tools import RunContext, ToolCallRecord
 from ._jsonsafe import encode_json, to_json
 from ._results import AgentLimits, CodeRun, StopReason
+from ._stateful import ConversationSession
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -49,9 +50,6 @@ TRUNCATION_MARKER = "[... {omitted:,} characters truncated ...]"
 """Inserted where output was cut; ``{omitted}`` is the number of characters left out."""
 
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
-
-# Kinds of a stopped call that a live session rolls back (see wasmrun._session).
-_ROLLED_BACK = ("timeout", "fuel", "output_limit")
 
 
 def explain_invalid(exc: pydantic.ValidationError) -> str:
@@ -302,20 +300,22 @@ class RunCode:
         self.environment = environment
         self.max_output_chars = max_output_chars
         self.stateful = stateful
-        #: What the model should know about the session after the last `run` (stateful only), or None.
-        self.session_note: str | None = None
-        self._session: Session | None = None
+        self._sessions = ConversationSession(sandbox, self.limits) if stateful else None
 
     @property
     def session(self) -> Session | None:
         """The current session (stateful, after the first call), else None."""
-        return self._session
+        return self._sessions.session if self._sessions is not None else None
+
+    @property
+    def session_note(self) -> str | None:
+        """What the model should know about the session after the last `run` (stateful only), or None."""
+        return self._sessions.note if self._sessions is not None else None
 
     def close(self) -> None:
         """Release the session, if any (the next stateful call starts a new one)."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._sessions is not None:
+            self._sessions.close()
 
     def __enter__(self) -> RunCode:
         return self
@@ -343,26 +343,9 @@ class RunCode:
 
     def run(self, code: str, *, limits: Limits | None = None) -> Result:
         """Run `code` with the input files (and so a writable working directory): fresh, or in the session."""
-        if not self.stateful:
+        if self._sessions is None:
             return self.sandbox.run(code, limits=limits or self.limits, files=self.files)
-        self.session_note = None
-        session = self._session
-        if session is not None and not session.alive:
-            self.session_note = (
-                f"The previous session ended ({session.dead_reason}); this code ran in a new, empty session: "
-                "define again what it needs."
-            )
-            session.close()
-            session = None
-        new = session is None
-        if session is None:
-            session = self._session = self.sandbox.session(limits=self.limits)
-        result = session.run(code, limits=limits or self.limits, files=self.files if new else None)
-        if not session.alive:
-            self.session_note = f"The session ended ({session.dead_reason}); the next call starts a new, empty session."
-        elif result.error is not None and result.error.kind in _ROLLED_BACK:
-            self.session_note = "This call was stopped and rolled back: the session is as it was before the call."
-        return result
+        return self._sessions.run(code, limits or self.limits, self.files)
 
     def handle(self, arguments: str | bytes | Mapping[str, Any], *, limits: Limits | None = None) -> RunCodeOutcome:
         """Handle one ``run_code`` call from a model: validate, run, and format the result for the model."""

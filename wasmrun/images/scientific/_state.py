@@ -13,11 +13,14 @@ guest shim closes them at the end of each session call (see wasmrun_scientific.p
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import os
 import posixpath
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import wasmtime
@@ -41,6 +44,11 @@ class InstanceState(msgspec.Struct, frozen=True):
 
 
 _DECODER = msgspec.msgpack.Decoder(InstanceState)
+
+
+def digest(shim_sources: dict[str, str]) -> str:
+    """Part of the image id: a dumped memory holds the guest shim's code, so its sources must match too."""
+    return hashlib.sha256(json.dumps(shim_sources, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def at_rest(instance: ScientificInstance) -> bool:
@@ -75,15 +83,28 @@ def _grow(instance: ScientificInstance, size: int) -> None:
         memory.grow(instance.store, (size - have) // Template.PAGE)
 
 
-def copy_into(source: ScientificInstance, target: ScientificInstance) -> None:
-    """Make the fresh `target` a copy of `source` (at rest): memory, files, inputs."""
-    base, size = _memory(source)
-    _grow(target, size)
-    target_base, _ = _memory(target)
-    ctypes.memmove(target_base, base, size)
-    for top in ("work", "tmp"):
-        shutil.copytree(source.root / top, target.root / top, dirs_exist_ok=True, symlinks=False)
-    _copy_bookkeeping(source, target)
+def copy(
+    source: ScientificInstance, fresh: Callable[[], ScientificInstance], close: Callable[[ScientificInstance], None]
+) -> ScientificInstance | None:
+    """A new instance (made by `fresh`) that is a copy of `source`, or None when `source` is not at rest."""
+    if not at_rest(source):
+        return None
+    target = fresh()
+    try:
+        base, size = _memory(source)
+        _grow(target, size)
+        target_base, _ = _memory(target)
+        ctypes.memmove(target_base, base, size)
+        for top in ("work", "tmp"):
+            shutil.copytree(source.root / top, target.root / top, dirs_exist_ok=True, symlinks=False)
+        _copy_bookkeeping(source, target)
+    except (wasmtime.WasmtimeError, ValueError):
+        close(target)
+        return None  # e.g. the copy does not fit the cap: the session re-executes instead
+    except BaseException:
+        close(target)
+        raise
+    return target
 
 
 def _copy_bookkeeping(source: ScientificInstance, target: ScientificInstance) -> None:
@@ -92,8 +113,14 @@ def _copy_bookkeeping(source: ScientificInstance, target: ScientificInstance) ->
     target.scratch = source.scratch
 
 
-def dump(instance: ScientificInstance, pristine: Callable[[int], ScientificInstance]) -> bytes:
-    """`instance`'s state as bytes; `pristine(memory_bytes)` makes a fresh instance to diff the memory against."""
+def dump(
+    instance: ScientificInstance,
+    pristine: Callable[[int], ScientificInstance],
+    close: Callable[[ScientificInstance], None],
+) -> bytes | None:
+    """`instance`'s state as bytes, or None when not at rest; `pristine(size)` gives memory to diff against."""
+    if not at_rest(instance):
+        return None
     base, size = _memory(instance)
     current = ctypes.string_at(base, size)
     fresh_instance = pristine(size)
@@ -101,8 +128,7 @@ def dump(instance: ScientificInstance, pristine: Callable[[int], ScientificInsta
         fresh_base, fresh_size = _memory(fresh_instance)
         fresh = ctypes.string_at(fresh_base, fresh_size)
     finally:
-        fresh_instance.store.close()
-        shutil.rmtree(fresh_instance.root, ignore_errors=True)
+        close(fresh_instance)
     template = Template.diff(fresh, current)
     dirs: list[str] = []
     files: dict[str, bytes] = {}
@@ -128,8 +154,17 @@ def _safe(rel: str) -> str:
     return norm
 
 
-def load(data: bytes, fresh: ScientificInstance) -> None:
-    """Make the fresh instance `fresh` hold the dumped state; ValueError for data that does not fit."""
+def load(data: bytes, fresh: ScientificInstance, close: Callable[[ScientificInstance], None]) -> ScientificInstance:
+    """The fresh instance `fresh`, made to hold the dumped state; ValueError (and `fresh` closed) when it cannot."""
+    try:
+        _load(data, fresh)
+    except BaseException:
+        close(fresh)
+        raise
+    return fresh
+
+
+def _load(data: bytes, fresh: ScientificInstance) -> None:
     try:
         state = _DECODER.decode(data)
     except msgspec.DecodeError as exc:
@@ -164,3 +199,33 @@ def load(data: bytes, fresh: ScientificInstance) -> None:
             dirs.add(parent)
             parent = posixpath.dirname(parent)
     fresh.input_dirs = frozenset(dirs)
+
+
+class Sessions:
+    """`ScientificBackend`'s session methods (`Backend.copy`, `dump`, `load`), mixed into it."""
+
+    _mutable_globals: list[int]
+
+    if TYPE_CHECKING:
+
+        def _raw(self, memory_bytes: int) -> ScientificInstance: ...
+
+        def close(self, instance: ScientificInstance) -> None: ...
+
+    def _faithful(self) -> bool:
+        # The copy is the whole state only if the module's one mutable global is the stack pointer.
+        return len(self._mutable_globals) == 1
+
+    def copy(self, instance: ScientificInstance, memory_bytes: int) -> ScientificInstance | None:
+        """A copy of the memory and files of `instance` in a fresh instance (~memcpy of the heap + the files)."""
+        return copy(instance, lambda: self._raw(memory_bytes), self.close) if self._faithful() else None
+
+    def dump(self, instance: ScientificInstance) -> bytes | None:
+        """The memory pages that differ from a pristine instance's, the files and the inputs, as bytes."""
+        return dump(instance, self._raw, self.close) if self._faithful() else None
+
+    def load(self, data: bytes, memory_bytes: int) -> ScientificInstance:
+        """A fresh instance holding the dumped state; ValueError for data that does not fit."""
+        if not self._faithful():
+            raise ValueError("this build of the scientific image cannot load memory state")
+        return load(data, self._raw(memory_bytes), self.close)
