@@ -431,3 +431,30 @@ def test_cold_first_use_subprocess(benchmark: Any) -> None:
         )
         assert proc.returncode == 0, proc.stderr
         benchmark.extra_info["cache_files"] = sorted(p.name for p in Path(cache).rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# file I/O: a 1 MB input file read by the guest, byte lists in one copy vs wasmtime-py's per-byte path
+
+FILE_1MB = bytes(range(256)) * 4096
+READ_FILE = "len(open('in.bin', 'rb').read())"
+
+
+@pytest.mark.benchmark(group="file-read-1mb")
+@pytest.mark.parametrize("path", ["one-copy", "generic"])
+def test_file_read_1mb(benchmark: Any, sandbox: Any, path: str) -> None:
+    """Guest reads a 1 MiB input file from /work (WASI streams, list<u8> across the boundary)."""
+    from wasmrun.images.default import _bytelists
+
+    if path == "generic":
+        _bytelists.uninstall()
+    try:
+        result = benchmark.pedantic(
+            sandbox.run,
+            args=(READ_FILE,),
+            kwargs={"files": {"in.bin": FILE_1MB}},
+            rounds=3 if path == "generic" else 10,
+        )
+    finally:
+        _bytelists.install()
+    assert result.ok and result.value == str(len(FILE_1MB)), result

@@ -20,7 +20,7 @@ from wasmtime.component import Component, Func, Linker
 from ..._limits import Limits
 from ..._runstate import RunState
 from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
-from . import _build, _fastcall, _wasi
+from . import _build, _bytelists, _fastcall, _wasi
 from ._vfs import ROOT, VirtualFS
 
 __all__ = ["CONFIG_TAG", "ComponentBackend", "Runtime", "shared_runtime"]
@@ -58,6 +58,7 @@ class Runtime:
     """Engine + compiled component + linker for the default image."""
 
     def __init__(self, *, log: Callable[[str], None] | None = None) -> None:
+        _bytelists.install()
         self.engine = _engine()
         self.component: Component = _build.load_component(self.engine, CONFIG_TAG, log=log)
         self.linker = Linker(self.engine)
