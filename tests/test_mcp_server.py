@@ -26,27 +26,29 @@ from hypothesis import HealthCheck, given, settings
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install 'wasmrun[mcp]')")
 
-import mcp  # noqa: E402
-import mcp_types as types  # noqa: E402
-import pydantic  # noqa: E402
-from mcp.client.stdio import StdioServerParameters  # noqa: E402
+import mcp
+import mcp_types as types
+import pydantic
+from mcp.client.stdio import StdioServerParameters
 
-from wasmrun import ImageError, Limits  # noqa: E402
-from wasmrun.integrations.mcp import (  # noqa: E402
+from wasmrun import ImageError, Limits
+from wasmrun.integrations.mcp import (
     LimitsRequest,
     RunCodeRequest,
     SandboxServer,
     apply_limits,
     load_registry,
 )
-from wasmrun.integrations.mcp._run_python import literal_value, reply  # noqa: E402
+from wasmrun.integrations.mcp._run_python import literal_value, reply
 
 sys.path.insert(0, str(Path(__file__).parent))
-import mcp_registry  # noqa: E402
+import mcp_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_LIMITS = Limits(timeout_s=5.0, memory_bytes=128 * 1024 * 1024)
 CALL_TIMEOUT_S = 60.0
+#: The `wasmrun mcp` command of the wasmrun being tested (this checkout, via PYTHONPATH).
+WASMRUN_MCP = [sys.executable, "-c", "from wasmrun.cli import app; app()", "mcp"]
 
 
 @pytest.fixture(scope="module")
@@ -446,7 +448,7 @@ def test_stdio_round_trip_with_a_hostile_run_in_between(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "wasmrun.integrations.mcp", "--tools", "mcp_registry:registry", "--timeout", "3"],
+        args=[*WASMRUN_MCP[1:], "--tools", "mcp_registry:registry", "--timeout", "3"],
         env=server_env(audit),
         cwd=str(ROOT),
     )
@@ -491,20 +493,9 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float 
 
 def test_streamable_http_round_trip() -> None:
     port = free_port()
+    options = ["--timeout", "3", "--tools", "mcp_registry:registry", "--return-mode", "json"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wasmrun.integrations.mcp",
-            "--http",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "3",
-            "--tools",
-            "mcp_registry:registry",
-            "--return-mode",
-            "json",
-        ],  # fmt: skip
+        [*WASMRUN_MCP, "--http", f"127.0.0.1:{port}", *options],
         env=server_env(),
         cwd=str(ROOT),
         stdout=subprocess.DEVNULL,
@@ -547,7 +538,7 @@ def test_bad_command_line_options_exit_with_a_clear_message() -> None:
         (["--tools", "nope"], "module:attribute"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-m", "wasmrun.integrations.mcp", *args],
+            [*WASMRUN_MCP, *args],
             env=server_env(),
             cwd=str(ROOT),
             capture_output=True,

@@ -1,6 +1,6 @@
 """wasmrun over the Model Context Protocol (the official ``mcp`` SDK, 2.x): a server for MCP clients.
 
-Server: `SandboxServer` / `serve` (``wasmrun mcp``, ``python -m wasmrun.integrations.mcp``)
+Server: `SandboxServer` / `serve` (the ``wasmrun mcp`` command)
 exposes ``run_code``, mcp-run-python's ``run_python_code`` and, given a
 `wasmrun.ToolRegistry`, the registry's tools, both as direct MCP tools and as
 ``import tools`` inside the code. See ``_server.py`` for the decisions.

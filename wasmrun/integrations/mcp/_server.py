@@ -419,7 +419,7 @@ def serve(
     """Run a `SandboxServer` until the client disconnects (stdio) or the process is stopped (HTTP).
 
     `tools` may be a registry or a ``"module:attribute"`` spec (see `load_registry`).
-    This is what ``wasmrun mcp`` and ``python -m wasmrun.integrations.mcp`` call.
+    This is what ``wasmrun mcp`` calls.
     """
     if transport not in ("stdio", "http"):
         raise ValueError(f"transport must be 'stdio' or 'http', got {transport!r}")
