@@ -34,6 +34,7 @@ from .._runstate import RunState, Trap
 from ._audit import AuditLog, Outcome, Source, ToolCallRecord
 from ._handlers import Job, RateLimiter, Workers, run_inline
 from ._schema import ToolSignature, drop_default_nulls, openai_parameters
+from ._schema_tool import InvalidArguments, SchemaSignature
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,7 +74,7 @@ class Tool:
 
     name: str
     func: Callable[..., Any]
-    signature: ToolSignature
+    signature: ToolSignature | SchemaSignature
     timeout_s: float
     requires_approval: bool
     max_calls: int | None
@@ -214,18 +215,9 @@ class ToolRegistry:
             tool_name = name or fn.__name__
             if name is not None and not name:
                 raise ValueError("tool name must not be empty")
-            if not tool_name or not set(tool_name) <= _NAME_OK or tool_name[0].isdigit() or tool_name == "ToolError":
-                raise ValueError(f"tool name {tool_name!r} must be a Python identifier (letters, digits, _)")
-            if tool_name in self._tools:
-                raise ValueError(f"a tool named {tool_name!r} is already registered")
-            if timeout_s is not None:
-                _positive("timeout_s", timeout_s)
+            self._check_options(tool_name, timeout_s, max_calls)
             if inline and inspect.iscoroutinefunction(fn):
                 raise ValueError(f"tool {tool_name!r}: inline=True needs a synchronous function")
-            if max_calls is not None and (
-                isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0
-            ):
-                raise ValueError(f"max_calls must be an int >= 0, got {max_calls!r}")
             self._tools[tool_name] = Tool(
                 name=tool_name,
                 func=fn,
@@ -238,6 +230,41 @@ class ToolRegistry:
             return fn
 
         return register(func) if func is not None else register
+
+    def add_schema_tool(
+        self,
+        name: str,
+        handler: Callable[..., Any],
+        *,
+        parameters: Mapping[str, Any],
+        description: str | None = None,
+        timeout_s: float | None = None,
+        requires_approval: bool = False,
+        max_calls: int | None = None,
+    ) -> Tool:
+        """Register a tool described by a JSON object schema, `parameters`, instead of a signature.
+
+        For tools defined elsewhere, e.g. a remote MCP server's (`wasmrun.integrations.mcp.McpConnection`).
+        Calls take the same pipeline as any tool; arguments are validated against `parameters` (``jsonschema``)
+        and the handler gets them as keywords. See `wasmrun.tools._schema_tool`.
+        """
+        self._check_options(name, timeout_s, max_calls)
+        signature = SchemaSignature(name, parameters, description)
+        timeout = float(timeout_s) if timeout_s is not None else self.default_timeout_s
+        tool = Tool(name, handler, signature, timeout, requires_approval=requires_approval, max_calls=max_calls)
+        self._tools[name] = tool
+        return tool
+
+    def _check_options(self, name: str, timeout_s: float | None, max_calls: int | None) -> None:
+        valid = isinstance(name, str) and bool(name) and set(name) <= _NAME_OK and not name[0].isdigit()
+        if not valid or name == "ToolError":
+            raise ValueError(f"tool name {name!r} must be a Python identifier (letters, digits, _)")
+        if name in self._tools:
+            raise ValueError(f"a tool named {name!r} is already registered")
+        if timeout_s is not None:
+            _positive("timeout_s", timeout_s)
+        if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0):
+            raise ValueError(f"max_calls must be an int >= 0, got {max_calls!r}")
 
     @property
     def tools(self) -> Mapping[str, Tool]:
@@ -333,14 +360,13 @@ class ToolRegistry:
             return finish("invalid", "invalid", preview, error=f"{name}: {why}")
         try:
             cleaned = drop_default_nulls(decoded, tool.signature.schema)
-            arguments = tool.signature.arguments.model_validate(cleaned)
-            shown = arguments.model_dump(mode="json")
+            shown, positional, values = tool.signature.bind(cleaned)
         except pydantic.ValidationError as exc:
             return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {_explain(exc)}")
+        except InvalidArguments as exc:
+            return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {exc}")
         except (RecursionError, ValueError, pydantic_core.PydanticSerializationError):
             return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
-        values = {key: getattr(arguments, key) for key in type(arguments).model_fields}
-        positional = [values.pop(key) for key in tool.signature.positional_only]
 
         def deadline_passed(what: str) -> ToolCallRecord:
             assert run is not None

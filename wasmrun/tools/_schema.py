@@ -75,6 +75,17 @@ class ToolSignature:
         self.returns: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any if returns is None else returns)
         self.return_annotation = inspect.formatannotation(returns)
 
+    def bind(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+        """Validate decoded arguments: (as shown in records, positional values, keyword values) for the handler.
+
+        Raises ``pydantic.ValidationError`` when they do not fit the signature.
+        """
+        model = self.arguments.model_validate(arguments)
+        shown = model.model_dump(mode="json")
+        values = {key: getattr(model, key) for key in type(model).model_fields}
+        positional = [values.pop(key) for key in self.positional_only]
+        return shown, positional, values
+
 
 def _show_annotation(annotation: Any) -> str:
     """How the guest stub shows a parameter type: short names, ``Annotated`` constraints stay on the host."""
@@ -178,6 +189,8 @@ def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
             return node
         if "$ref" in node:
             ref = node["$ref"].rsplit("/", 1)[-1]
+            if ref not in defs:  # e.g. "#/definitions/X" in a schema that did not come from pydantic
+                raise NotStrict(f"reference {node['$ref']!r} is not under $defs")
             if ref in stack:
                 raise NotStrict(f"recursive type {ref} cannot be inlined for strict mode")
             merged = {**copy.deepcopy(defs[ref]), **{k: v for k, v in node.items() if k != "$ref"}}
