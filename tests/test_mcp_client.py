@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -330,3 +331,22 @@ def test_add_schema_tool_checks_its_name_like_tool() -> None:
         registry.add_schema_tool("not-ok", lambda **kw: kw, parameters=SCHEMA)
     record = registry.call("ok", {"a": 1, "tags": ["p"]})
     assert (record.outcome, record.result) == ("ok", {"a": 1, "tags": ["p"]})
+
+
+def test_the_mcp_example_runs_offline() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "mcp_server_and_client.py")],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MCP tools: run_code, run_python_code, query_database, get_targets" in done.stdout
+    assert "missed target" in done.stdout and "hostile run_code: timeout" in done.stdout
+    assert "guest value: [108.0, 1160.0]" in done.stdout
+    assert "amount: 'lots' is not of type 'number'" in done.stdout

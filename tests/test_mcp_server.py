@@ -254,7 +254,7 @@ def test_registry_tool_as_a_direct_mcp_tool_goes_through_the_registry(server: Sa
     result = call(server, "revenue", {"region": "east"})
     assert not result.is_error, text_of(result)
     assert json.loads(text_of(result)) == {"region": "east", "quarter": 3, "revenue": 143.0}
-    assert result.structured_content == {"region": "east", "quarter": 3, "revenue": 143.0}
+    assert result.structured_content == {"result": {"region": "east", "quarter": 3, "revenue": 143.0}}
 
     bad = call(server, "revenue", {"region": "east", "quarter": "third"})
     assert bad.is_error

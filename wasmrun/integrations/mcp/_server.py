@@ -21,7 +21,9 @@ Tools:
   mcp-run-python's tool with its reply (see `wasmrun.integrations.mcp._run_python`).
 * With a registry, each registry tool as a direct MCP tool (its registry JSON
   schema; calls through ``registry.call``, so ``source="model"`` records), and
-  reachable as ``import tools`` inside both code tools.
+  reachable as ``import tools`` inside both code tools. A reply carries the
+  result as JSON text and, as the SDK does for return values, as structured
+  content ``{"result": value}`` with an output schema from the return annotation.
 
 Limits: the server's `wasmrun.Limits` are the default and the ceiling of every
 run; a client may ask for lower ones, and a value above the ceiling is lowered
@@ -40,6 +42,7 @@ import base64
 import functools
 import importlib
 import logging
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -158,6 +161,7 @@ class SandboxServer:
         if reserved:
             raise ValueError(f"registry tool names {sorted(reserved)} clash with the server's own tools; rename them")
         self._contexts: weakref.WeakKeyDictionary[Any, RunContext] = weakref.WeakKeyDictionary()
+        self._structured: set[str] = set()
         self._tool_list = self._define_tools()
         self.server: Server[Any] = Server(
             name,
@@ -220,7 +224,12 @@ class SandboxServer:
         if self.registry is not None:
             for tool in self.registry.tools.values():
                 schema = {k: v for k, v in tool.signature.schema.items() if k != "title"}
-                direct.append(types.Tool(name=tool.name, description=tool.description, input_schema=schema))
+                output = _wrapped_output_schema(tool.signature.returns)
+                if output is not None:
+                    self._structured.add(tool.name)
+                direct.append(
+                    types.Tool(name=tool.name, description=tool.description, input_schema=schema, output_schema=output)
+                )
         return [run_code, run_python, *direct]
 
     async def _list_tools(
@@ -284,7 +293,7 @@ class SandboxServer:
         if record.outcome != "ok":
             return _error_result(record.error or f"{name}: {record.outcome}")
         text = msgspec.json.encode(record.result).decode("utf-8")
-        structured = record.result if isinstance(record.result, dict) else {"result": record.result}
+        structured = {"result": record.result} if name in self._structured else None
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=structured)
 
     async def _run(self, code: str, limits: Limits, files: dict[str, str] | None) -> Result:
@@ -353,6 +362,22 @@ class SandboxServer:
         app = self.server.streamable_http_app(streamable_http_path=path, host=host)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         await uvicorn.Server(config).serve()
+
+
+def _wrapped_output_schema(returns: pydantic.TypeAdapter[Any]) -> dict[str, Any] | None:
+    """A registry tool's return type as an MCP output schema: ``{"result": <value>}``, as the SDK wraps values.
+
+    None when the return type has no JSON schema; such a tool replies with text only.
+    """
+    try:
+        schema = returns.json_schema(mode="serialization")
+    except pydantic.PydanticUserError:
+        return None
+    defs = schema.pop("$defs", None)  # references point at the root: keep the definitions there
+    wrapped: dict[str, Any] = {"type": "object", "properties": {"result": schema}, "required": ["result"]}
+    if defs:
+        wrapped["$defs"] = defs
+    return wrapped
 
 
 def _image_type(data: bytes) -> str | None:
@@ -424,6 +449,13 @@ def serve(
     if transport not in ("stdio", "http"):
         raise ValueError(f"transport must be 'stdio' or 'http', got {transport!r}")
     registry = load_registry(tools) if isinstance(tools, str) else tools
+    if transport == "http" and host not in ("127.0.0.1", "localhost", "::1"):
+        # No authentication is configured: anyone who reaches the port can run code and call the tools.
+        print(
+            f"wasmrun mcp: serving on {host}:{port} without authentication; anyone who can reach it can run "
+            "code and call the registry's tools. Put it behind an authenticating proxy, or bind 127.0.0.1.",
+            file=sys.stderr,
+        )
     with SandboxServer(
         image=image, limits=limits, tools=registry, return_mode=return_mode, max_reply_chars=max_reply_chars
     ) as server:
