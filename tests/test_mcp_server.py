@@ -208,6 +208,7 @@ def test_a_tiny_fuel_budget_asked_by_the_client_is_enforced(server: SandboxServe
         ({"code": 42}, "code"),
         ({}, "code"),
         ({"code": "1", "files": {"../x": "a"}}, "files"),
+        ({"code": "1", "files": {"x.txt": "\ud800"}}, "lone surrogate"),
         ({"code": "1", "extra": True}, "extra"),
     ],
 )

@@ -70,7 +70,10 @@ class RunCodeRequest(pydantic.BaseModel):
         for name, text in files.items():
             if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in name.split("/")):
                 raise ValueError(f"file name {name!r} must be a relative path without empty, '.' or '..' parts")
-            size += len(name.encode("utf-8", "surrogatepass")) + len(text.encode("utf-8", "surrogatepass"))
+            try:
+                size += len(name.encode("utf-8")) + len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise ValueError(f"file {name!r} is not valid Unicode text (it contains a lone surrogate)") from None
         if size > MAX_INPUT_FILE_BYTES:
             raise ValueError(f"files are {size:,} bytes in total; the limit is {MAX_INPUT_FILE_BYTES:,}")
         return files
