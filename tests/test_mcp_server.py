@@ -95,7 +95,7 @@ def test_lists_code_tools_and_registry_tools_with_their_schemas(server: SandboxS
             return await client.list_tools()
 
     listed = {tool.name: tool for tool in anyio.run(go).tools}
-    assert set(listed) == {"run_code", "run_python_code", "revenue"}
+    assert set(listed) == {"run_code", "run_code_in_session", "run_python_code", "revenue"}
     assert listed["run_code"].input_schema["required"] == ["code"]
     assert listed["run_code"].output_schema is not None
     assert listed["run_python_code"].input_schema["required"] == ["python_code"]
@@ -308,6 +308,65 @@ def test_registry_tool_names_may_not_shadow_the_code_tools() -> None:
         SandboxServer(tools=registry, prewarm=0)
 
 
+# -- sessions ----------------------------------------------------------------------------
+def test_run_code_in_session_keeps_state_under_its_token(server: SandboxServer) -> None:
+    async def go() -> None:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            async with mcp.Client(server.server) as client:
+
+                async def run(code: str, **extra: Any) -> dict[str, Any]:
+                    reply = await client.call_tool("run_code_in_session", {"code": code, **extra})
+                    data = json.loads(text_of(reply))
+                    assert reply.is_error == (not data["ok"])
+                    return dict(data)
+
+                one = await run("x = 20\nopen('n.txt', 'w').write('1')")
+                token = one["session"]
+                assert isinstance(token, str) and len(token) >= 20 and one["session_call"] == 1
+                two = await run("x + int(open('n.txt').read()) + 21", session=token)
+                assert (two["value"], two["session"], two["session_call"]) == ("42", token, 2)
+
+                other = await run("x")  # no token: a new, empty session
+                assert other["error"]["type"] == "NameError" and other["session"] != token
+
+                stopped = await run("x = 0\nwhile True: pass", session=token, limits={"timeout_s": 1})
+                assert stopped["error"]["kind"] == "timeout"
+                assert any("rolled back" in note for note in stopped["notes"])
+                assert (await run("x", session=token))["value"] == "20"
+
+                last = await run("x * 2", session=token, close=True)
+                assert last["value"] == "40" and "The session is closed." in last["notes"]
+                gone = await client.call_tool("run_code_in_session", {"code": "x", "session": token})
+                assert gone.is_error and "no such session" in text_of(gone)
+
+                plain = await client.call_tool("run_code", {"code": "'x' in globals()"})
+                assert plain.structured_content is not None
+                assert (plain.structured_content["value"], plain.structured_content["session"]) == ("False", None)
+
+    anyio.run(go)
+
+
+def test_sessions_are_capped_and_unknown_tokens_refused() -> None:
+    async def go(srv: SandboxServer) -> None:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            async with mcp.Client(srv.server) as client:
+                first = await client.call_tool("run_code_in_session", {"code": "1"})
+                assert not first.is_error
+                refused = await client.call_tool("run_code_in_session", {"code": "1"})
+                assert refused.is_error and "holds 1 sessions already" in text_of(refused)
+                forged = await client.call_tool("run_code_in_session", {"code": "1", "session": "guess"})
+                assert forged.is_error and "no such session" in text_of(forged)
+                assert not (await client.call_tool("run_code", {"code": "1"})).is_error
+                token = json.loads(text_of(first))["session"]
+                closing = await client.call_tool("run_code_in_session", {"code": "2", "session": token, "close": True})
+                assert not closing.is_error
+                again = await client.call_tool("run_code_in_session", {"code": "3"})
+                assert not again.is_error, text_of(again)
+
+    with SandboxServer(limits=SERVER_LIMITS, prewarm=0, max_sessions=1) as capped:
+        anyio.run(go, capped)
+
+
 def test_load_registry_names_what_is_wrong() -> None:
     assert load_registry("mcp_registry:registry") is mcp_registry.registry
     assert load_registry("mcp_registry:make_registry").tools.keys() == {"revenue"}
@@ -458,7 +517,7 @@ def test_stdio_round_trip_with_a_hostile_run_in_between(tmp_path: Path) -> None:
         with anyio.fail_after(120):
             async with mcp.Client(params) as client:
                 names = {tool.name for tool in (await client.list_tools()).tools}
-                assert names == {"run_code", "run_python_code", "revenue"}
+                assert names == {"run_code", "run_code_in_session", "run_python_code", "revenue"}
                 hostile = await client.call_tool("run_code", {"code": "while True: pass"})
                 assert hostile.is_error
                 assert hostile.structured_content is None or hostile.structured_content["error"]["kind"] == "timeout"
@@ -509,7 +568,7 @@ def test_streamable_http_round_trip() -> None:
             with anyio.fail_after(120):
                 async with mcp.Client(f"http://127.0.0.1:{port}/mcp") as client:
                     names = {tool.name for tool in (await client.list_tools()).tools}
-                    assert names == {"run_code", "run_python_code", "revenue"}
+                    assert names == {"run_code", "run_code_in_session", "run_python_code", "revenue"}
                     result = await client.call_tool("run_code", {"code": "print('over http')\n2 ** 10"})
                     assert not result.is_error, text_of(result)
                     assert result.structured_content is not None
@@ -519,6 +578,10 @@ def test_streamable_http_round_trip() -> None:
                     )
                     hostile = await client.call_tool("run_code", {"code": "import time\ntime.sleep(60)"})
                     assert json.loads(text_of(hostile))["error"]["kind"] == "timeout"
+                    first = await client.call_tool("run_code_in_session", {"code": "total = 40"})
+                    token = json.loads(text_of(first))["session"]
+                    more = await client.call_tool("run_code_in_session", {"code": "total + 2", "session": token})
+                    assert json.loads(text_of(more))["value"] == "42"
                     dropin = await client.call_tool("run_python_code", {"python_code": "[1, 2]"})
                     assert json.loads(text_of(dropin)) == {"status": "success", "output": [], "return_value": [1, 2]}
 

@@ -46,6 +46,9 @@ def mcp_command(
     return_mode: Annotated[
         str, typer.Option("--return-mode", help="run_python_code reply format, as mcp-run-python: xml or json.")
     ] = "xml",
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", min=0, help="Most live run_code_in_session sessions (0: none).")
+    ] = 16,
     timeout: Annotated[float | None, timeout_option(per=" per run, and the most a client may ask for,")] = None,
     memory: MemoryOption = None,
     fuel: FuelOption = None,
@@ -67,10 +70,10 @@ def mcp_command(
         raise typer.Exit(EXIT_USAGE) from None
     try:
         if address is None:
-            serve(image=image, limits=limits, tools=tools, return_mode=mode)
+            serve(image=image, limits=limits, tools=tools, return_mode=mode, max_sessions=max_sessions)
         else:
             serve(transport="http", host=address[0], port=address[1], image=image, limits=limits, tools=tools,
-                  return_mode=mode)  # fmt: skip
+                  return_mode=mode, max_sessions=max_sessions)  # fmt: skip
     except ValueError as exc:
         print(f"wasmrun mcp: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None

@@ -15,10 +15,12 @@ Install with ``pip install 'wasmrun[mcp]'``.
 
 from ._arguments import LimitsRequest, RunCodeRequest, RunPythonCodeRequest, apply_limits
 from ._client import McpConnection, registry_from_mcp, reply_value
-from ._server import RUN_CODE, RUN_PYTHON_CODE, RunCodeReply, SandboxServer, load_registry, serve
+from ._serve import load_registry, serve
+from ._server import RUN_CODE, RUN_CODE_IN_SESSION, RUN_PYTHON_CODE, RunCodeReply, SandboxServer
 
 __all__ = [
     "RUN_CODE",
+    "RUN_CODE_IN_SESSION",
     "RUN_PYTHON_CODE",
     "LimitsRequest",
     "McpConnection",

@@ -79,6 +79,15 @@ class RunCodeRequest(pydantic.BaseModel):
         return files
 
 
+class RunCodeInSessionRequest(RunCodeRequest):
+    """The arguments of ``run_code_in_session``: those of ``run_code``, the session's token, ``close``."""
+
+    session: Annotated[str, pydantic.Field(min_length=1, max_length=100)] | None = pydantic.Field(
+        None, description="The `session` of an earlier reply, to continue in it; omit it to start a new session."
+    )
+    close: bool = pydantic.Field(False, description="End the session after this call (frees its memory).")
+
+
 class RunPythonCodeRequest(pydantic.BaseModel):
     """The arguments of ``run_python_code``, as pydantic's mcp-run-python defines them."""
 

@@ -17,6 +17,9 @@ Tools:
   every PNG/JPEG/GIF the run produced (matplotlib figures in the scientific
   image, image files the code wrote) as MCP image content. A failed run is a
   tool result with ``isError: true``, never a protocol error.
+* ``run_code_in_session(code, files?, limits?, session?, close?)``: the same, in a
+  `wasmrun.Session` named by the token ``session`` that each reply carries, so state
+  persists across the calls that pass it (see `wasmrun.integrations.mcp._sessions`).
 * ``run_python_code(python_code, global_variables?)``: pydantic's
   mcp-run-python's tool with its reply (see `wasmrun.integrations.mcp._run_python`).
 * With a registry, each registry tool as a direct MCP tool (its registry JSON
@@ -30,22 +33,19 @@ run; a client may ask for lower ones, and a value above the ceiling is lowered
 to it with a note in the reply. Text fields of a reply are cut to
 ``max_reply_chars`` with a marker.
 
-Each MCP session (a stdio connection, an HTTP ``Mcp-Session-Id``) has one
-`wasmrun.RunContext` for its direct tool calls, so per-run budgets of the
-registry hold across a session's calls. Code runs do not keep state between
-calls (sessions of wasmrun are not mapped yet).
+Each direct tool call is its own `wasmrun.RunContext` (per-run budgets apply per
+call): the protocol revision the SDK speaks by default has no server-side session
+to hang budgets on, so bound calls across requests with the registry's
+``rate_limit``.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import importlib
 import logging
-import sys
-import weakref
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -61,16 +61,19 @@ from wasmrun.agent import truncate
 from . import _run_python
 from ._arguments import (
     LimitsRequest,
+    RunCodeInSessionRequest,
     RunCodeRequest,
     RunPythonCodeRequest,
     apply_limits,
     explain,
     limits_summary,
 )
+from ._sessions import MAX_SESSIONS, SessionRefused, SessionStore
 
 logger = logging.getLogger("wasmrun.mcp")
 
 RUN_CODE = "run_code"
+RUN_CODE_IN_SESSION = "run_code_in_session"
 RUN_PYTHON_CODE = "run_python_code"
 
 MAX_REPLY_CHARS = 20_000
@@ -120,6 +123,8 @@ class RunCodeReply(pydantic.BaseModel):
     limits: dict[str, float | int] = pydantic.Field(description="the limits the run had")
     duration_s: float
     notes: list[str]
+    session: str | None = pydantic.Field(None, description="run_code_in_session: pass it back to continue")
+    session_call: int | None = pydantic.Field(None, description="run_code_in_session: which call of the session")
 
 
 class SandboxServer:
@@ -145,6 +150,7 @@ class SandboxServer:
         return_mode: _run_python.ReturnMode = "xml",
         max_reply_chars: int = MAX_REPLY_CHARS,
         prewarm: int | None = None,
+        max_sessions: int = MAX_SESSIONS,
         name: str = "wasmrun",
     ) -> None:
         if return_mode not in ("xml", "json"):
@@ -157,11 +163,11 @@ class SandboxServer:
         self.sandbox = Sandbox(limits=limits, tools=tools, image=image, prewarm=prewarm)
         self.limits = self.sandbox.limits
         self.image = image
-        reserved = {RUN_CODE, RUN_PYTHON_CODE} & set(tools.tools if tools is not None else ())
+        reserved = {RUN_CODE, RUN_CODE_IN_SESSION, RUN_PYTHON_CODE} & set(tools.tools if tools is not None else ())
         if reserved:
             raise ValueError(f"registry tool names {sorted(reserved)} clash with the server's own tools; rename them")
-        self._contexts: weakref.WeakKeyDictionary[Any, RunContext] = weakref.WeakKeyDictionary()
         self._structured: set[str] = set()
+        self._sessions = SessionStore(self.sandbox, self.limits, max_sessions)
         self._tool_list = self._define_tools()
         self.server: Server[Any] = Server(
             name,
@@ -175,7 +181,8 @@ class SandboxServer:
         )
 
     def close(self) -> None:
-        """Release the sandbox's pre-warmed instances; the server refuses further runs."""
+        """Close the sessions and release the sandbox's pre-warmed instances; the server refuses further runs."""
+        self._sessions.close()
         self.sandbox.close()
 
     def __enter__(self) -> SandboxServer:
@@ -230,7 +237,19 @@ class SandboxServer:
                 direct.append(
                     types.Tool(name=tool.name, description=tool.description, input_schema=schema, output_schema=output)
                 )
-        return [run_code, run_python, *direct]
+        in_session = types.Tool(
+            name=RUN_CODE_IN_SESSION,
+            title="Run Python code in this client's persistent wasmrun session",
+            description=(
+                "Like run_code, but in a persistent interpreter: variables, imports and files stay across calls. "
+                "Omit `session` to start a new session; its reply has a `session` token: pass it in later calls to "
+                "continue there. A call stopped by a limit is rolled back. Pass close=true in the last call."
+            ),
+            input_schema=RunCodeInSessionRequest.model_json_schema(),
+            output_schema=RunCodeReply.model_json_schema(),
+            annotations=run_code.annotations,
+        )
+        return [run_code, in_session, run_python, *direct]
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -244,19 +263,14 @@ class SandboxServer:
         arguments = dict(params.arguments or {})
         if params.name == RUN_CODE:
             return await self.run_code(arguments)
+        if params.name == RUN_CODE_IN_SESSION:
+            return await self.run_code_in_session(arguments)
         if params.name == RUN_PYTHON_CODE:
             return await self.run_python_code(arguments)
         if self.registry is not None and params.name in self.registry.tools:
-            return await self.call_registry_tool(params.name, arguments, self._context_for(ctx))
+            return await self.call_registry_tool(params.name, arguments, RunContext())
         known = ", ".join(tool.name for tool in self._tool_list)
         return _error_result(f"no tool named {params.name!r} (available: {known})")
-
-    def _context_for(self, ctx: ServerRequestContext[Any]) -> RunContext:
-        """One `RunContext` per MCP session, so the registry's budgets span the session's direct calls."""
-        try:
-            return self._contexts.setdefault(ctx.session, RunContext())
-        except TypeError:  # a session object that cannot be weakly referenced: budgets per call
-            return RunContext()
 
     async def run_code(self, arguments: dict[str, Any]) -> types.CallToolResult:
         """Handle one ``run_code`` call (validated here: the arguments are untrusted)."""
@@ -266,7 +280,27 @@ class SandboxServer:
             return _error_result(f"run_code: invalid arguments: {explain(exc)}")
         applied = apply_limits(self.limits, request.limits)
         result = await self._run(request.code, applied.limits, request.files)
-        reply, images = self._reply(result, applied.limits, applied.notes)
+        return self._code_result(result, applied.limits, applied.notes)
+
+    async def run_code_in_session(self, arguments: dict[str, Any]) -> types.CallToolResult:
+        """Handle one ``run_code_in_session`` call: in the session its token names, or a new one."""
+        try:
+            request = RunCodeInSessionRequest.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            return _error_result(f"run_code_in_session: invalid arguments: {explain(exc)}")
+        applied = apply_limits(self.limits, request.limits)
+        store = self._sessions
+        run = functools.partial(store.run, request.session, request.code, applied.limits, request.files, request.close)
+        try:
+            token, result, notes = await anyio.to_thread.run_sync(run)
+        except SessionRefused as exc:
+            return _error_result(f"run_code_in_session: {exc}")
+        return self._code_result(result, applied.limits, [*applied.notes, *notes], session=token)
+
+    def _code_result(
+        self, result: Result, limits: Limits, notes: Sequence[str], session: str | None = None
+    ) -> types.CallToolResult:
+        reply, images = self._reply(result, limits, notes, session)
         content: list[types.ContentBlock] = [types.TextContent(type="text", text=reply.model_dump_json())]
         content += images
         return types.CallToolResult(
@@ -302,7 +336,7 @@ class SandboxServer:
         return await anyio.to_thread.run_sync(functools.partial(self.sandbox.run, code, limits=limits, files=files))
 
     def _reply(
-        self, result: Result, limits: Limits, notes: Sequence[str]
+        self, result: Result, limits: Limits, notes: Sequence[str], session: str | None = None
     ) -> tuple[RunCodeReply, list[types.ContentBlock]]:
         cap = self.max_reply_chars
         error = None
@@ -344,6 +378,8 @@ class SandboxServer:
             limits=dict(limits_summary(limits)),
             duration_s=round(result.stats.duration_s, 6),
             notes=extra_notes,
+            session=session,
+            session_call=result.stats.session_call,
         )
         return reply, images
 
@@ -404,65 +440,4 @@ def _error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
 
-def load_registry(spec: str) -> ToolRegistry:
-    """The `wasmrun.ToolRegistry` named by ``"package.module:attribute"``.
-
-    The attribute may be a registry or a function of no arguments that returns one.
-    """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"--tools expects 'module:attribute' (e.g. 'myapp.tools:registry'), got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"--tools {spec}: cannot import {module_name!r}: {exc}") from exc
-    try:
-        value = getattr(module, attribute)
-    except AttributeError:
-        raise ValueError(f"--tools {spec}: module {module_name!r} has no attribute {attribute!r}") from None
-    if callable(value) and not isinstance(value, ToolRegistry):
-        value = value()
-    if not isinstance(value, ToolRegistry):
-        raise ValueError(f"--tools {spec}: expected a wasmrun.ToolRegistry, got {type(value).__name__}")
-    return value
-
-
-Transport = Literal["stdio", "http"]
-
-
-def serve(
-    *,
-    transport: Transport = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    image: str = "default",
-    limits: Limits | None = None,
-    tools: ToolRegistry | str | None = None,
-    return_mode: _run_python.ReturnMode = "xml",
-    max_reply_chars: int = MAX_REPLY_CHARS,
-) -> None:
-    """Run a `SandboxServer` until the client disconnects (stdio) or the process is stopped (HTTP).
-
-    `tools` may be a registry or a ``"module:attribute"`` spec (see `load_registry`).
-    This is what ``wasmrun mcp`` calls.
-    """
-    if transport not in ("stdio", "http"):
-        raise ValueError(f"transport must be 'stdio' or 'http', got {transport!r}")
-    registry = load_registry(tools) if isinstance(tools, str) else tools
-    if transport == "http" and host not in ("127.0.0.1", "localhost", "::1"):
-        # No authentication is configured: anyone who reaches the port can run code and call the tools.
-        print(
-            f"wasmrun mcp: serving on {host}:{port} without authentication; anyone who can reach it can run "
-            "code and call the registry's tools. Put it behind an authenticating proxy, or bind 127.0.0.1.",
-            file=sys.stderr,
-        )
-    with SandboxServer(
-        image=image, limits=limits, tools=registry, return_mode=return_mode, max_reply_chars=max_reply_chars
-    ) as server:
-        if transport == "stdio":
-            anyio.run(server.run_stdio)
-        else:
-            anyio.run(functools.partial(server.run_http, host, port))
-
-
-__all__ = ["LimitsRequest", "RunCodeReply", "SandboxServer", "load_registry", "serve"]
+__all__ = ["LimitsRequest", "RunCodeReply", "SandboxServer"]
