@@ -3,7 +3,8 @@
 1. **Server.** The seed's sales tools (``query_database``, ``get_targets`` over a fresh SQLite
    database) are served by `wasmrun.integrations.mcp.SandboxServer`; the official SDK's
    ``mcp.Client`` lists the tools, calls ``get_targets`` directly, runs a Q3 summary with
-   ``run_code`` (the program calls the same tools through ``import tools``) and asks the
+   ``run_code`` (the program calls the same tools through ``import tools``), keeps state across
+   two ``run_code_in_session`` calls and asks the
    mcp-run-python drop-in, ``run_python_code``, for a value. ``wasmrun mcp --tools MODULE:ATTR``
    serves the same thing over stdio, ``--http HOST:PORT`` over streamable HTTP.
 2. **Client ("code mode").** A small MCP server written with the SDK's ``MCPServer`` (a currency
@@ -55,6 +56,11 @@ async def serve_the_sandbox(server: SandboxServer) -> None:
         reply = summary.structured_content or {}
         print("run_code stdout:\n" + reply["stdout"], end="")
         print("run_code value:", reply["value"], "| tool calls:", reply["tool_calls_total"])
+
+        start = await client.call_tool("run_code_in_session", {"code": "import tools\nt = tools.get_targets('Q3')"})
+        token = (start.structured_content or {})["session"]
+        step = await client.call_tool("run_code_in_session", {"code": "len(t)", "session": token, "close": True})
+        print("run_code_in_session, second call sees the first's `t`:", (step.structured_content or {})["value"])
 
         dropin = await client.call_tool("run_python_code", {"python_code": "sorted({3, 1, 2})"})
         print("run_python_code (mcp-run-python's reply):", dropin.content[0].text.replace("\n", " "))  # type: ignore[union-attr]

@@ -346,7 +346,8 @@ def test_the_mcp_example_runs_offline() -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    assert "MCP tools: run_code, run_python_code, query_database, get_targets" in done.stdout
+    assert "MCP tools: run_code, run_code_in_session, run_python_code, query_database, get_targets" in done.stdout
+    assert "second call sees the first's `t`: 3" in done.stdout
     assert "missed target" in done.stdout and "hostile run_code: timeout" in done.stdout
     assert "guest value: [108.0, 1160.0]" in done.stdout
     assert "amount: 'lots' is not of type 'number'" in done.stdout
