@@ -30,10 +30,13 @@ import mcp
 import mcp_types as types
 import pydantic
 from mcp.client.stdio import StdioServerParameters
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from wasmrun import ImageError, Limits
+import wasmrun
+from wasmrun import ImageError, Limits, ToolRegistry
 from wasmrun.integrations.mcp import (
     LimitsRequest,
+    McpConnection,
     RunCodeRequest,
     SandboxServer,
     apply_limits,
@@ -105,6 +108,19 @@ def test_lists_code_tools_and_registry_tools_with_their_schemas(server: SandboxS
     assert listed["revenue"].input_schema["required"] == ["region"]
     assert listed["revenue"].description is not None and "Revenue of a region" in listed["revenue"].description
     assert "import tools" in (listed["run_code"].description or "")
+
+
+def test_a_handshake_era_client_is_served_too(server: SandboxServer) -> None:
+    """Desktop clients still speak the initialize-handshake protocol revisions; the server answers both."""
+
+    async def go() -> None:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            async with mcp.Client(server.server, mode="legacy") as client:
+                assert client.protocol_version not in MODERN_PROTOCOL_VERSIONS
+                reply = await client.call_tool("run_code", {"code": "6 * 7"})
+                assert reply.structured_content is not None and reply.structured_content["value"] == "42"
+
+    anyio.run(go)
 
 
 # -- run_code --------------------------------------------------------------------------
@@ -586,6 +602,13 @@ def test_streamable_http_round_trip() -> None:
                     assert json.loads(text_of(dropin)) == {"status": "success", "output": [], "return_value": [1, 2]}
 
         anyio.run(go)
+
+        # code mode against the same server over HTTP: its tools in a local registry, called from guest code
+        with McpConnection(f"http://127.0.0.1:{port}/mcp", connect_timeout_s=60) as remote:
+            registry = ToolRegistry()
+            assert remote.register(registry, include=["revenue"]) == {"revenue": "revenue"}
+            local = wasmrun.run("import tools\ntools.revenue('north')['revenue']", tools=registry)
+            assert local.value == "120.5", local.error
     finally:
         process.terminate()
         try:
