@@ -168,19 +168,61 @@ def _call(name: str, payload: str) -> str:
         raise _core.ToolError(str(err.value)) from None
 
 
+# The run's stdout/stderr, made now so that a run only points sys.stdout/sys.stderr
+# at them: building them per run touches ~65 pages of class machinery in the
+# snapshot. Each instance serves one user run, and every run ends with `take()`.
+_STDOUT = _Capture(1)
+_STDERR = _Capture(2)
+
+
+def _use_up_free_memory() -> list[object]:
+    """Allocate every free block of the guest's malloc and keep it, so that runs allocate fresh memory.
+
+    Importing the standard library leaves thousands of free blocks scattered over
+    the snapshot heap. A run that allocates from them writes one snapshot page per
+    object, and each write is a copy-on-write page fault of a fresh instance (the
+    costliest part of a short run, and the reason threads do not scale). With
+    the free blocks used up, a run's objects come from the top of the heap,
+    packed together in memory that is not part of the snapshot. Costs the
+    snapshot's free bytes (a few MiB of address space, zero-filled, never touched).
+
+    `id()` is an object's address: anything at or above `top` came from the top
+    of the heap, i.e. no free block of that size is left.
+    """
+    held: list[object] = []
+    probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
+    top = id(probe)
+    del probe
+    sizes = [4 << 20 >> shift for shift in range(1, 16)] + list(range(60, 1, -4))
+    for size in sizes:
+        for _ in range(1_000_000):  # a bound, so that a surprise can never hang the build
+            block = bytes(size)
+            if id(block) >= top:
+                break
+            held.append(block)
+        del block
+    for _ in range(1_000_000):  # the smallest blocks (8-byte objects)
+        small = object()
+        if id(small) >= top:
+            break
+        held.append(small)
+    return held
+
+
 # Everything imported so far lives as long as the instance: move it out of the
 # cyclic GC's sight, so a collection during a run walks only the run's objects
 # instead of touching (and copying-on-write) every page of the snapshot heap.
 import gc  # noqa: E402
 
 gc.collect()
+_HELD = _use_up_free_memory()
 gc.freeze()
 
 
 class WitWorld(wit_world.WitWorld):
     def run(self, request: str) -> str:
-        sys.stdout = _Capture(1)
-        sys.stderr = _Capture(2)
+        sys.stdout = _STDOUT
+        sys.stderr = _STDERR
         outcome = _core.run_request(request, _call)
         # The unflushed tail of the output travels back in the outcome itself.
         for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
