@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -627,3 +628,24 @@ def test_process_exits_cleanly_after_runs_with_tools_and_live_pools() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "5"
+
+
+def test_pool_warms_its_instances_only_while_the_caller_is_idle() -> None:
+    # A warm-up of the default image costs about what it saves a run; warming while runs come back
+    # to back made them slower. So the pool refills with cold instances and warms them when idle.
+    with wasmrun.Sandbox(prewarm=2, executor="inline") as sb:
+        pool = sb._pool
+        assert pool is not None
+        deadline = time.monotonic() + 30
+        while len(pool._ready) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool._ready) == 2 and not pool._cold  # idle: both warmed
+        warmed = []
+        for _ in range(6):
+            assert sb.run("print(1)").stdout == "1\n"
+            warmed.append(len(pool._ready))
+        assert warmed[-1] == 0  # back to back: used up, refilled cold, not warmed meanwhile
+        deadline = time.monotonic() + 30
+        while len(pool._ready) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool._ready) == 2
