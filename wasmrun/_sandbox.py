@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import wasmtime
 
-from . import images
+from . import _workers, images
 from ._errors import ReentrancyError, SandboxClosedError
 from ._files import check_files
 from ._limits import Limits
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ._session import Session, SessionTurn
 
 ToolDispatch = Callable[[RunState, str, str], Any]
+
+EXECUTORS = ("auto", "inline", "processes")
+"""Where `Sandbox` runs guests (``Sandbox(executor=...)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,14 @@ class Sandbox:
     (default: 4 for the default image, 2 for scientific, whose instances come
     with numpy, pandas and matplotlib already imported).
 
+    ``executor`` says where guests run. ``"auto"`` (default): in this process
+    while no other guest runs in it, otherwise in a worker process (one per
+    core, shared by all sandboxes, started in the background on first need), so
+    that runs from several threads use the cores. ``"inline"``: always in this
+    process (``wasmrun._workers`` explains why threads alone do not scale).
+    ``"processes"``: always in a worker process. Tool handlers, policy, audit and
+    ``Result.tool_calls`` stay in this process whatever the executor.
+
     >>> with Sandbox(limits=Limits(timeout_s=2)) as sandbox:
     ...     result = sandbox.run("sum(range(10))")
     >>> result.value
@@ -73,6 +84,7 @@ class Sandbox:
         seed: int | None = None,
         prewarm: int | None = None,
         image: str = "default",
+        executor: str = "auto",
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
@@ -90,10 +102,13 @@ class Sandbox:
         bad_prewarm = isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64
         if prewarm is not None and bad_prewarm:
             raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
+        self.executor = executor
         self.image = image
         self._backend: Backend[Any] = images.backend(image)
         if prewarm is None:
-            prewarm = self._backend.default_prewarm
+            prewarm = 0 if executor == "processes" else self._backend.default_prewarm
         self._closed = False
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._pool: InstancePool[Any] | None = (
@@ -150,7 +165,7 @@ class Sandbox:
         refused = self._refuse(code, limits, started)
         if refused is not None:
             return refused
-        return self._execute(code, limits, started, inputs)
+        return self._run_where_configured(code, limits, started, inputs)
 
     def session(
         self,
@@ -209,6 +224,66 @@ class Sandbox:
         session = _session.restore(self, data)
         self._sessions.add(session)
         return session
+
+    def _run_where_configured(
+        self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None
+    ) -> Result:
+        """Run here or in a worker process, as ``executor`` says (see the class docstring)."""
+        claimed = self.executor == "auto" and _workers.inline_runs.claim_if_idle()
+        if not claimed and self.executor != "inline":
+            pool = _workers.shared_pool()
+            worker = pool.take_waiting(_workers.START_TIMEOUT_S) if self.executor == "processes" else pool.take()
+            if worker is not None:
+                return self._execute_in_worker(pool, worker, code, limits, started, inputs)
+            if self.executor == "processes":
+                message = f"no worker process could be started: {pool.start_error}"
+                return _failure(code, "internal", "WorkerError", message, started)
+            # "auto" with every worker busy or still starting: run here meanwhile.
+        if not claimed:
+            _workers.inline_runs.claim()
+        try:
+            return self._execute(code, limits, started, inputs)
+        finally:
+            _workers.inline_runs.release()
+
+    def _execute_in_worker(
+        self,
+        pool: _workers.WorkerPool,
+        worker: _workers.Worker,
+        code: str,
+        limits: Limits,
+        started: float,
+        inputs: dict[str, bytes] | None,
+    ) -> Result:
+        """Run in `worker`; tool calls come back here, to this sandbox's registry."""
+        state = RunState(deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9), max_output_bytes=0)
+        context = RunContext(code=code)
+        registry = self.tools
+        dispatch: ToolDispatch | None = None
+        if registry is not None:
+
+            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
+                return registry.dispatch(context, run, name, args)
+
+        usable = False
+        enter_run(state)  # a tool handler on this thread must see a run in progress (re-entrancy)
+        try:
+            result, usable = _workers.run_in_worker(
+                worker,
+                image=self.image,
+                seed=self.seed,
+                specs=registry.guest_specs() if registry is not None else None,
+                dispatch=dispatch,
+                code=code,
+                limits=limits,
+                inputs=inputs,
+                started=started,
+                state=state,
+            )
+        finally:
+            leave_run()
+            pool.give_back(worker, broken=not usable)
+        return msgspec.structs.replace(result, tool_calls=tuple(context.records))
 
     def _refuse(self, code: str, limits: Limits, started: float) -> Result | None:
         """The result for code that cannot be run at all (not Unicode, too long), or None."""
