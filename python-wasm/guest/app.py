@@ -223,6 +223,8 @@ class WitWorld(wit_world.WitWorld):
     def run(self, request: str) -> str:
         sys.stdout = _STDOUT
         sys.stderr = _STDERR
+        for stream in (_STDOUT, _STDERR):  # a session's earlier call may have left text behind
+            stream.take()
         outcome = _core.run_request(request, _call)
         # The unflushed tail of the output travels back in the outcome itself.
         for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
