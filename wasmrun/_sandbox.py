@@ -234,7 +234,10 @@ class Sandbox:
             pool = _workers.shared_pool()
             worker = pool.take_waiting(_workers.START_TIMEOUT_S) if self.executor == "processes" else pool.take()
             if worker is not None:
-                return self._execute_in_worker(pool, worker, code, limits, started, inputs)
+                return _workers.execute(
+                    pool, worker, image=self.image, seed=self.seed, tools=self.tools, code=code, limits=limits,
+                    inputs=inputs, started=started,
+                )  # fmt: skip
             if self.executor == "processes":
                 message = f"no worker process could be started: {pool.start_error}"
                 return _failure(code, "internal", "WorkerError", message, started)
@@ -245,45 +248,6 @@ class Sandbox:
             return self._execute(code, limits, started, inputs)
         finally:
             _workers.inline_runs.release()
-
-    def _execute_in_worker(
-        self,
-        pool: _workers.WorkerPool,
-        worker: _workers.Worker,
-        code: str,
-        limits: Limits,
-        started: float,
-        inputs: dict[str, bytes] | None,
-    ) -> Result:
-        """Run in `worker`; tool calls come back here, to this sandbox's registry."""
-        state = RunState(deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9), max_output_bytes=0)
-        context = RunContext(code=code)
-        registry = self.tools
-        dispatch: ToolDispatch | None = None
-        if registry is not None:
-
-            def dispatch(run: RunState, name: str, args: str) -> tuple[bool, str]:
-                return registry.dispatch(context, run, name, args)
-
-        usable = False
-        enter_run(state)  # a tool handler on this thread must see a run in progress (re-entrancy)
-        try:
-            result, usable = _workers.run_in_worker(
-                worker,
-                image=self.image,
-                seed=self.seed,
-                specs=registry.guest_specs() if registry is not None else None,
-                dispatch=dispatch,
-                code=code,
-                limits=limits,
-                inputs=inputs,
-                started=started,
-                state=state,
-            )
-        finally:
-            leave_run()
-            pool.give_back(worker, broken=not usable)
-        return msgspec.structs.replace(result, tool_calls=tuple(context.records))
 
     def _refuse(self, code: str, limits: Limits, started: float) -> Result | None:
         """The result for code that cannot be run at all (not Unicode, too long), or None."""

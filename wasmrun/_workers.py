@@ -46,7 +46,8 @@ import msgspec
 
 from ._limits import Limits
 from ._result import Result, RunError, RunStats
-from ._runstate import RunState, Trap
+from ._runstate import RunState, Trap, enter_run, leave_run
+from .tools import RunContext, ToolRegistry
 
 #: How long a worker may take to start (import wasmrun); it is not waited for by any run.
 START_TIMEOUT_S: Final = 120.0
@@ -354,37 +355,47 @@ def shared_pool() -> WorkerPool:
         return _pool
 
 
-def run_in_worker(
+def execute(
+    pool: WorkerPool,
     worker: Worker,
     *,
     image: str,
     seed: int | None,
-    specs: list[dict[str, Any]] | None,
-    dispatch: Callable[[RunState, str, str], tuple[bool, str]] | None,
+    tools: ToolRegistry | None,
     code: str,
     limits: Limits,
     inputs: dict[str, bytes] | None,
     started: float,
-    state: RunState,
-) -> tuple[Result, bool]:
-    """Run `code` in `worker`; (the result without ``tool_calls``, whether the worker is still usable)."""
-    job = Job(image=image, code=code, limits=dataclasses.asdict(limits), files=inputs, seed=seed, tools=specs)
+) -> Result:
+    """Run `code` in `worker` (then hand it back to `pool`); its tool calls come back to `tools`, here."""
+    job = Job(image=image, code=code, limits=dataclasses.asdict(limits), files=inputs, seed=seed,
+              tools=tools.guest_specs() if tools is not None else None)  # fmt: skip
+    # The caller's side of the run: the deadline its tool calls are held to, their records and budgets.
+    state = RunState(deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9), max_output_bytes=0)
+    context = RunContext(code=code)
 
     def answer(name: str, args: str) -> tuple[bool, str]:
         # The guest's own RunState (in the worker) counted the call and checked its deadline.
-        if dispatch is None:
+        if tools is None:
             return False, f"no tool named {name!r}: this sandbox has no tools registered"
         state.check_deadline()
-        return dispatch(state, name, args)
+        return tools.dispatch(context, state, name, args)
 
+    usable = False
+    enter_run(state)  # a tool handler on this thread must see a run in progress (re-entrant runs are refused)
     try:
-        return worker.run(job, state, answer, limits.timeout_s + KILL_GRACE_S), True
+        result = worker.run(job, state, answer, limits.timeout_s + KILL_GRACE_S)
+        usable = True
     except TimeoutError:
         message = f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s); its worker was stopped"
-        return _failed(code, "timeout", "TimeoutError", message, started), False
+        result = _failed(code, "timeout", "TimeoutError", message, started)
     except (WorkerDied, OSError) as exc:
         message = f"the worker process running this guest failed: {exc} ({worker.describe_exit()})"
-        return _failed(code, "internal", "WorkerError", message, started), False
+        result = _failed(code, "internal", "WorkerError", message, started)
+    finally:
+        leave_run()
+        pool.give_back(worker, broken=not usable)
+    return msgspec.structs.replace(result, tool_calls=tuple(context.records))
 
 
 def _failed(code: str, kind: Any, type_: str, message: str, started: float) -> Result:
