@@ -351,3 +351,47 @@ def test_the_mcp_example_runs_offline() -> None:
     assert "missed target" in done.stdout and "hostile run_code: timeout" in done.stdout
     assert "guest value: [108.0, 1160.0]" in done.stdout
     assert "amount: 'lots' is not of type 'number'" in done.stdout
+
+
+schemas = st.recursive(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["string", "integer", "number", "object", "array", "boolean", "null", "nope"]),
+            "$ref": st.sampled_from(["#", "#/nope", "#/$defs/x", "https://example.com/s.json", "x"]),
+            "pattern": st.sampled_from(["^a+$", "(a", "a{2,}"]),
+            "minimum": st.integers() | st.text(max_size=3),
+            "enum": st.lists(json_values, max_size=3),
+        },
+    ),
+    lambda inner: st.fixed_dictionaries(
+        {},
+        optional={
+            "properties": st.dictionaries(st.sampled_from(["a", "b", "c-d", "class"]), inner, max_size=3),
+            "items": inner,
+            "anyOf": st.lists(inner, min_size=1, max_size=3),
+            "$defs": st.dictionaries(st.just("x"), inner, max_size=1),
+            "required": st.lists(st.sampled_from(["a", "b", "z"]), max_size=3),
+        },
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300)
+@given(schemas, st.dictionaries(st.sampled_from(["a", "b"]), json_values, max_size=2))
+def test_an_untrusted_schema_fails_registration_or_calls_cleanly_never_the_host(
+    schema: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    registry = ToolRegistry()
+    try:
+        registry.add_schema_tool("remote", lambda **kw: "ok", parameters=schema)
+    except (ValueError, TypeError):
+        return
+    definition = registry.openai_tools()[0]["function"]  # exportable to a model, strict or not
+    assert definition["name"] == "remote" and isinstance(definition["parameters"], dict)
+    assert registry.guest_specs()[0]["name"] == "remote"
+    record = registry.call("remote", arguments)  # never raises: the record says what happened
+    assert record.outcome in ("ok", "invalid")
+    if record.outcome == "invalid":
+        assert record.error is not None and record.error.startswith("remote: ")

@@ -104,7 +104,12 @@ class SchemaSignature:
 
         Raises `InvalidArguments` naming up to five problems by JSON path.
         """
-        errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_ERRORS + 1))
+        try:
+            errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_ERRORS + 1))
+        except RecursionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a $ref to nowhere: the schema's fault, never the host's
+            raise InvalidArguments(f"the tool's schema cannot be applied: {_short(str(exc))}") from None
         if errors:
             shown = [f"{_path(error.absolute_path)}: {_short(error.message)}" for error in errors[:_MAX_ERRORS]]
             more = " (and more)" if len(errors) > _MAX_ERRORS else ""
