@@ -544,6 +544,18 @@ def test_stdio_round_trip_with_a_hostile_run_in_between(tmp_path: Path) -> None:
                 direct = await client.call_tool("revenue", {"region": "north"})
                 assert json.loads(text_of(direct))["revenue"] == 120.5
 
+                # concurrent calls (a second one runs in a worker process): replies stay matched, stdout clean
+                values: dict[int, str] = {}
+
+                async def one(i: int) -> None:
+                    reply = await client.call_tool("run_code", {"code": f"import time\ntime.sleep(0.3)\n{i} * {i}"})
+                    values[i] = json.loads(text_of(reply))["value"]
+
+                async with anyio.create_task_group() as group:
+                    for i in range(4):
+                        group.start_soon(one, i)
+                assert values == {i: str(i * i) for i in range(4)}
+
     anyio.run(go)
     assert [r["source"] for r in mcp_registry_audit(audit)] == ["guest", "model"]
 
