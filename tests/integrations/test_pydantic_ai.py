@@ -1,0 +1,108 @@
+"""The pydantic-ai adapter, driven by pydantic-ai's own FunctionModel and TestModel (no mocks of pydantic-ai)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.test import TestModel
+
+import wasmrun
+from wasmrun.agent import RunCode
+from wasmrun.integrations.pydantic_ai import code_toolset, run_code_tool
+
+
+def scripted(*programs: str) -> tuple[FunctionModel, list[AgentInfo]]:
+    """A model that calls run_code with each program in turn, then answers with the last tool result."""
+    seen: list[AgentInfo] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(info)
+        step = sum(isinstance(part, ToolReturnPart) for message in messages for part in message.parts)
+        if step < len(programs):
+            return ModelResponse(parts=[ToolCallPart("run_code", {"code": programs[step]}, tool_call_id=f"c{step}")])
+        return ModelResponse(parts=[TextPart("finished")])
+
+    return FunctionModel(respond), seen
+
+
+def tool_results(messages: list[ModelMessage]) -> list[dict[str, Any]]:
+    return [
+        json.loads(part.content)
+        for message in messages
+        for part in message.parts
+        if isinstance(part, ToolReturnPart) and part.tool_name == "run_code"
+    ]
+
+
+def test_code_reaches_the_registry_and_the_result_goes_back_to_the_model(
+    tool_sandbox: wasmrun.Sandbox, ledger: list[tuple[str, dict[str, object]]]
+) -> None:
+    model, seen = scripted("import tools\nprint(tools.add(a=2, b=40))\ntools.add(a=1, b=1)")
+    before = len(ledger)
+    result = Agent(model, toolsets=[code_toolset(tool_sandbox)]).run_sync("add things")
+
+    assert result.output == "finished"
+    [outcome] = tool_results(result.all_messages())
+    assert outcome == {"ok": True, "stdout": "42\n", "value": "2", "tool_calls": 2}
+    assert ledger[before:] == [("add", {"a": 2, "b": 40}), ("add", {"a": 1, "b": 1})]
+
+    [tool] = seen[0].function_tools
+    assert tool.name == "run_code"
+    assert tool.parameters_json_schema["required"] == ["code"]
+    assert "add, fail" in tool.description  # the registry's tools are named for the model
+    assert "at most 5 s" in tool.description  # and the sandbox's limit
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("1/0", "exception"),
+        ("def broken(:\n", "syntax"),
+        ("import tools\ntools.fail(reason='database is down')", "tool"),
+        ("while True:\n    pass", "timeout"),
+    ],
+)
+def test_failing_code_comes_back_as_text_not_an_exception(tool_sandbox: wasmrun.Sandbox, code: str, kind: str) -> None:
+    model, _ = scripted(code, "print('recovered')")
+    tool = run_code_tool(tool_sandbox, limits=wasmrun.Limits(timeout_s=0.5))
+    result = Agent(model, tools=[tool]).run_sync("try")
+
+    failed, recovered = tool_results(result.all_messages())
+    assert failed["ok"] is False
+    assert failed["error"]["kind"] == kind
+    assert failed["error"]["hint"]
+    if kind == "tool":
+        assert "database is down" in failed["error"]["message"]
+    assert recovered == {"ok": True, "stdout": "recovered\n"}  # the same sandbox keeps working
+
+
+def test_pydantic_ais_test_model_can_call_the_tool(tool_sandbox: wasmrun.Sandbox) -> None:
+    # TestModel makes up arguments from the tool's JSON schema: the schema must be one it can satisfy.
+    result = Agent(TestModel(), toolsets=[code_toolset(tool_sandbox, name="python")]).run_sync("anything")
+
+    returns = [part for message in result.all_messages() for part in message.parts if isinstance(part, ToolReturnPart)]
+    assert [part.tool_name for part in returns] == ["python"]
+    assert "ok" in json.loads(returns[0].content)
+
+
+def test_a_ready_run_code_and_its_files_are_used_as_given(tool_sandbox: wasmrun.Sandbox) -> None:
+    run_code = RunCode(tool_sandbox, files={"data.csv": "a,b\n1,2\n"})
+    model, seen = scripted("open('data.csv').read().splitlines()[1]")
+    result = Agent(model, tools=[run_code_tool(run_code)]).run_sync("read")
+
+    assert tool_results(result.all_messages()) == [{"ok": True, "value": "'1,2'"}]
+    assert "data.csv" in seen[0].function_tools[0].description
+
+
+def test_bad_bindings_are_refused(tool_sandbox: wasmrun.Sandbox) -> None:
+    with pytest.raises(TypeError, match=r"wasmrun\.Sandbox"):
+        run_code_tool("not a sandbox")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="identifier"):
+        run_code_tool(tool_sandbox, name="run code")
+    with pytest.raises(TypeError, match="on the RunCode itself"):
+        run_code_tool(RunCode(tool_sandbox), limits=wasmrun.Limits(timeout_s=1))

@@ -1,0 +1,90 @@
+"""What the framework adapters share: ``run_code`` bound to the caller's sandbox, described and called.
+
+Each adapter wraps one `CodeTool` in its framework's tool type, so the model
+sees the same description (what the sandbox offers, its time limit, the
+``tools`` module) and the same result text (`wasmrun.agent.format_result`)
+whatever framework drives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .._limits import Limits
+from .._sandbox import Sandbox
+from ..agent import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode
+
+SCIENTIFIC_ENVIRONMENT = (
+    "Python 3.15 with numpy, pandas, scipy, matplotlib, scikit-learn and statsmodels installed "
+    "(no other third-party packages)."
+)
+"""What the model is told about the scientific image's packages."""
+
+CODE_PARAMETER = "The complete Python program to run."
+"""The description of the ``code`` argument, as in `wasmrun.agent.run_code_definition`."""
+
+
+def missing_extra(module: str, extra: str, package: str) -> str:
+    """The message of the ImportError an adapter raises when its framework is not installed."""
+    return f"{module} needs {package}, which is not installed: pip install 'wasmrun[{extra}]'"
+
+
+def environment_of(sandbox: Sandbox) -> str:
+    """What `sandbox`'s image offers, in the words the model reads."""
+    return SCIENTIFIC_ENVIRONMENT if sandbox.image == "scientific" else DEFAULT_ENVIRONMENT
+
+
+@dataclass(frozen=True)
+class CodeTool:
+    """A ``run_code`` tool as every framework sees it: a name, a description, and `run`.
+
+    `run` never raises for the model's code: syntax errors, exceptions, limits
+    and failed tool calls come back as the `wasmrun.agent.format_result` text.
+    Host-side misuse (a closed sandbox, a re-entrant run) still raises.
+    """
+
+    run_code: RunCode
+    name: str = RUN_CODE
+
+    @property
+    def description(self) -> str:
+        """The description of `wasmrun.agent.run_code_definition` for this sandbox, its tools and files."""
+        return str(self.run_code.definition()["function"]["description"])
+
+    def run(self, code: str) -> str:
+        """Run `code` in a fresh instance; the model-facing result text."""
+        return self.run_code.handle({"code": code}).content
+
+
+def code_tool(
+    sandbox: Sandbox | RunCode,
+    *,
+    name: str = RUN_CODE,
+    files: Mapping[str, bytes | str] | None = None,
+    limits: Limits | None = None,
+    environment: str | None = None,
+    max_output_chars: int = 4_000,
+) -> CodeTool:
+    """Bind ``run_code`` to `sandbox` (or take a ready `RunCode` as it is).
+
+    `files` are input files every run sees read-only in its working directory;
+    `limits` override the sandbox's for these runs; `environment` tells the
+    model what is installed (by default, what the sandbox's image has).
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier, got {name!r}")
+    if isinstance(sandbox, RunCode):
+        if files is not None or limits is not None or environment is not None:
+            raise TypeError("files, limits and environment are set on the RunCode itself; pass a Sandbox to set them")
+        return CodeTool(sandbox, name)
+    if not isinstance(sandbox, Sandbox):
+        raise TypeError(f"sandbox must be a wasmrun.Sandbox or wasmrun.agent.RunCode, got {type(sandbox).__name__}")
+    bound = RunCode(
+        sandbox,
+        files=files,
+        limits=limits,
+        environment=environment if environment is not None else environment_of(sandbox),
+        max_output_chars=max_output_chars,
+    )
+    return CodeTool(bound, name)

@@ -1,0 +1,101 @@
+"""wasmrun for pydantic-ai: a ``run_code`` tool (and toolset) that runs the model's code in a `wasmrun.Sandbox`.
+
+>>> from pydantic_ai import Agent
+>>> from wasmrun.integrations.pydantic_ai import code_toolset
+>>> with wasmrun.Sandbox(tools=registry, limits=wasmrun.Limits(timeout_s=10)) as sandbox:
+...     agent = Agent("openai:gpt-4.1", toolsets=[code_toolset(sandbox)])
+...     agent.run_sync("Chart Q3 revenue by region").output
+
+The model's code runs in a fresh instance per call and reaches the sandbox's
+`wasmrun.ToolRegistry` as ``import tools``; the tool returns the
+`wasmrun.agent.format_result` text (stdout, value, files, or the error with a
+hint), so a failing program is fed back to the model instead of raising.
+
+Why a plain tool and not a code-mode runtime: pydantic-ai (checked up to 2.68)
+has no pluggable code runtime; its code mode lives in ``pydantic-ai-harness``
+and is bound to its own Monty interpreter. A ``run_code`` tool whose code calls
+``tools.<name>(...)`` gives the same shape (tools called from code, through
+wasmrun's validation, policy, budgets and audit) with any model.
+
+Needs ``pip install 'wasmrun[pydantic-ai]'`` (``pydantic-ai-slim``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._limits import Limits
+from .._sandbox import Sandbox
+from ..agent import RUN_CODE, RunCode
+from ._code_tool import CODE_PARAMETER, code_tool, missing_extra
+
+try:
+    from pydantic_ai import Tool
+    from pydantic_ai.toolsets import FunctionToolset
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(missing_extra(__name__, "pydantic-ai", "pydantic-ai-slim")) from exc
+
+__all__ = ["code_toolset", "run_code_tool"]
+
+
+def run_code_tool(
+    sandbox: Sandbox | RunCode,
+    *,
+    name: str = RUN_CODE,
+    files: Mapping[str, bytes | str] | None = None,
+    limits: Limits | None = None,
+    environment: str | None = None,
+    max_output_chars: int = 4_000,
+    max_retries: int | None = None,
+) -> Tool[Any]:
+    """A pydantic-ai `Tool` running the model's Python in `sandbox` (its limits and tool registry).
+
+    `files` are input files each run sees read-only in its working directory,
+    `limits` override the sandbox's, `environment` tells the model what is
+    installed (default: what the sandbox's image has). The tool is synchronous:
+    pydantic-ai runs it on a worker thread, and wasmtime releases the GIL.
+    """
+    tool = code_tool(
+        sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
+    )
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": CODE_PARAMETER}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
+
+    def run_code(code: str) -> str:
+        return tool.run(code)
+
+    # from_schema: the description and schema are the ones every wasmrun adapter shows, not re-derived
+    # from this closure's signature.
+    built = Tool[Any].from_schema(run_code, name=tool.name, description=tool.description, json_schema=schema)
+    if max_retries is not None:
+        built.max_retries = max_retries
+    return built
+
+
+def code_toolset(
+    sandbox: Sandbox | RunCode,
+    *,
+    name: str = RUN_CODE,
+    files: Mapping[str, bytes | str] | None = None,
+    limits: Limits | None = None,
+    environment: str | None = None,
+    max_output_chars: int = 4_000,
+) -> FunctionToolset[Any]:
+    """A `FunctionToolset` holding `run_code_tool` (for ``Agent(toolsets=[...])``)."""
+    return FunctionToolset(
+        [
+            run_code_tool(
+                sandbox,
+                name=name,
+                files=files,
+                limits=limits,
+                environment=environment,
+                max_output_chars=max_output_chars,
+            )
+        ]
+    )
