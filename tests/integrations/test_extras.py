@@ -9,6 +9,7 @@ import pytest
 
 ADAPTERS = [
     ("wasmrun.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
+    ("wasmrun.integrations.langchain", "langchain_core", "langchain"),
 ]
 
 # Makes `blocked` unimportable in a child process, as if its package were not installed.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .._limits import Limits
 from .._sandbox import Sandbox
@@ -52,9 +53,23 @@ class CodeTool:
         """The description of `wasmrun.agent.run_code_definition` for this sandbox, its tools and files."""
         return str(self.run_code.definition()["function"]["description"])
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON schema of the tool's arguments: ``{"code": str}``."""
+        return {
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": CODE_PARAMETER}},
+            "required": ["code"],
+            "additionalProperties": False,
+        }
+
     def run(self, code: str) -> str:
         """Run `code` in a fresh instance; the model-facing result text."""
-        return self.run_code.handle({"code": code}).content
+        return self.handle({"code": code})
+
+    def handle(self, arguments: Mapping[str, Any]) -> str:
+        """Run a model's call as it came (unvalidated): bad arguments are answered as text too."""
+        return self.run_code.handle(arguments).content
 
 
 def code_tool(

@@ -28,7 +28,7 @@ from typing import Any
 from .._limits import Limits
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
-from ._code_tool import CODE_PARAMETER, code_tool, missing_extra
+from ._code_tool import code_tool, missing_extra
 
 try:
     from pydantic_ai import Tool
@@ -59,19 +59,13 @@ def run_code_tool(
     tool = code_tool(
         sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
     )
-    schema = {
-        "type": "object",
-        "properties": {"code": {"type": "string", "description": CODE_PARAMETER}},
-        "required": ["code"],
-        "additionalProperties": False,
-    }
 
-    def run_code(code: str) -> str:
-        return tool.run(code)
+    def run_code(**arguments: Any) -> str:
+        return tool.handle(arguments)
 
-    # from_schema: the description and schema are the ones every wasmrun adapter shows, not re-derived
-    # from this closure's signature.
-    built = Tool[Any].from_schema(run_code, name=tool.name, description=tool.description, json_schema=schema)
+    # from_schema: the description and schema are the ones every wasmrun adapter shows, and the arguments
+    # reach RunCode unvalidated, so a malformed call gets RunCode's "invalid arguments" text back.
+    built = Tool[Any].from_schema(run_code, name=tool.name, description=tool.description, json_schema=tool.parameters)
     if max_retries is not None:
         built.max_retries = max_retries
     return built

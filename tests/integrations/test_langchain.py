@@ -1,0 +1,112 @@
+"""The LangChain adapter, through langchain-core's own tool-call path and fake chat model (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+import wasmrun
+from wasmrun.integrations.langchain import run_code_tool
+
+
+def tool_call(code: Any, call_id: str, **extra: Any) -> dict[str, Any]:
+    return {"name": "run_code", "args": {"code": code, **extra}, "id": call_id, "type": "tool_call"}
+
+
+def drive(tool: BaseTool, replies: list[AIMessage]) -> list[BaseMessage]:
+    """A minimal tool-calling loop: the chat model's tool calls are invoked and their ToolMessages appended."""
+    model = GenericFakeChatModel(messages=iter(replies))
+    messages: list[BaseMessage] = [HumanMessage("go")]
+    while True:
+        reply = model.invoke(messages)
+        messages.append(reply)
+        if not isinstance(reply, AIMessage) or not reply.tool_calls:
+            return messages
+        messages.extend(tool.invoke(call) for call in reply.tool_calls)
+
+
+def test_scripted_chat_model_runs_code_that_calls_host_tools(
+    tool_sandbox: wasmrun.Sandbox, ledger: list[tuple[str, dict[str, object]]]
+) -> None:
+    before = len(ledger)
+    tool = run_code_tool(tool_sandbox)
+    messages = drive(
+        tool,
+        [
+            AIMessage("", tool_calls=[tool_call("import tools\nprint(tools.add(a=20, b=22))", "c1")]),
+            AIMessage("", tool_calls=[tool_call("undefined_name", "c2")]),
+            AIMessage("The answer is 42."),
+        ],
+    )
+
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert [m.tool_call_id for m in results] == ["c1", "c2"]
+    assert json.loads(str(results[0].content)) == {"ok": True, "stdout": "42\n", "tool_calls": 1}
+    failed = json.loads(str(results[1].content))
+    assert (failed["ok"], failed["error"]["type"], failed["error"]["code_line"]) == (
+        False,
+        "NameError",
+        "undefined_name",
+    )
+    assert messages[-1].content == "The answer is 42."
+    assert ledger[before:] == [("add", {"a": 20, "b": 22})]
+
+
+def test_the_schema_a_chat_model_is_given(tool_sandbox: wasmrun.Sandbox) -> None:
+    definition = convert_to_openai_tool(run_code_tool(tool_sandbox, limits=wasmrun.Limits(timeout_s=3)))
+
+    assert definition["function"]["name"] == "run_code"
+    assert definition["function"]["parameters"]["required"] == ["code"]
+    assert definition["function"]["parameters"]["additionalProperties"] is False
+    description = definition["function"]["description"]
+    assert "import tools" in description and "add, fail" in description and "at most 3 s" in description
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [({"script": "print(1)"}, "code: Field required"), ({"code": 7}, "code: Input should be a valid string")],
+)
+def test_malformed_calls_are_answered_not_raised(
+    tool_sandbox: wasmrun.Sandbox, arguments: dict[str, Any], problem: str
+) -> None:
+    message = run_code_tool(tool_sandbox).invoke(
+        {"name": "run_code", "args": arguments, "id": "x", "type": "tool_call"}
+    )
+
+    content = json.loads(str(message.content))
+    assert content["error"]["kind"] == "invalid_arguments"
+    assert problem in content["error"]["message"]
+
+
+def test_limits_hold_and_async_invocation_works(tool_sandbox: wasmrun.Sandbox) -> None:
+    tool = run_code_tool(tool_sandbox, limits=wasmrun.Limits(timeout_s=0.5, memory_bytes=64 * 2**20))
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(
+            tool.ainvoke({"code": "import time\ntime.sleep(30)"}), tool.ainvoke({"code": "6*7"})
+        )
+
+    slept, answered = (json.loads(text) for text in asyncio.run(both()))
+    assert slept["error"]["kind"] == "timeout"
+    assert answered == {"ok": True, "value": "42"}
+    hog = json.loads(tool.invoke({"code": "x = bytearray(200 * 2**20)"}))
+    assert hog["error"]["kind"] == "memory"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(code=st.text(max_size=200))
+def test_any_model_text_comes_back_as_a_result(tool_sandbox: wasmrun.Sandbox, code: str) -> None:
+    message = run_code_tool(tool_sandbox).invoke(tool_call(code, "h"))
+
+    content = json.loads(str(message.content))
+    assert isinstance(content["ok"], bool)
+    assert content["ok"] or content["error"]["kind"] != "internal"  # any failure is the code's, told as text

@@ -1,0 +1,70 @@
+"""wasmrun for LangChain: a ``run_code`` `StructuredTool` that runs the model's code in a `wasmrun.Sandbox`.
+
+>>> from wasmrun.integrations.langchain import run_code_tool
+>>> with wasmrun.Sandbox(tools=registry) as sandbox:
+...     tool = run_code_tool(sandbox)
+...     model = ChatOpenAI(model="gpt-4.1").bind_tools([tool])   # or create_agent(model, tools=[tool])
+...     message = tool.invoke(model.invoke(question).tool_calls[0])   # a ToolMessage for the model
+
+The model's code runs in a fresh instance per call and reaches the sandbox's
+`wasmrun.ToolRegistry` as ``import tools``. The tool's output is the
+`wasmrun.agent.format_result` text: a failing program is a normal tool result
+the model can read and fix, never a raised exception. ``ainvoke`` runs the code
+on a worker thread (wasmtime releases the GIL).
+
+Needs ``pip install 'wasmrun[langchain]'`` (``langchain-core`` only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from .._limits import Limits
+from .._sandbox import Sandbox
+from ..agent import RUN_CODE, RunCode
+from ._code_tool import code_tool, missing_extra
+
+try:
+    from langchain_core.tools import StructuredTool
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(missing_extra(__name__, "langchain", "langchain-core")) from exc
+
+__all__ = ["run_code_tool"]
+
+
+def run_code_tool(
+    sandbox: Sandbox | RunCode,
+    *,
+    name: str = RUN_CODE,
+    files: Mapping[str, bytes | str] | None = None,
+    limits: Limits | None = None,
+    environment: str | None = None,
+    max_output_chars: int = 4_000,
+) -> StructuredTool:
+    """A LangChain tool running the model's Python in `sandbox` (its limits and tool registry).
+
+    `files` are input files each run sees read-only in its working directory,
+    `limits` override the sandbox's, `environment` tells the model what is
+    installed (default: what the sandbox's image has).
+    """
+    tool = code_tool(
+        sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
+    )
+
+    def run_code(**arguments: Any) -> str:
+        return tool.handle(arguments)
+
+    async def arun_code(**arguments: Any) -> str:
+        return await asyncio.to_thread(tool.handle, arguments)
+
+    # A JSON-schema args_schema: LangChain passes the model's arguments through unvalidated, and RunCode
+    # answers a malformed call with its "invalid arguments" text instead of LangChain raising.
+    return StructuredTool(
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.parameters,
+        func=run_code,
+        coroutine=arun_code,
+    )
