@@ -10,6 +10,7 @@ import pytest
 ADAPTERS = [
     ("wasmrun.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
     ("wasmrun.integrations.langchain", "langchain_core", "langchain"),
+    ("wasmrun.integrations.openai_agents", "agents", "openai-agents"),
 ]
 
 # Makes `blocked` unimportable in a child process, as if its package were not installed.

@@ -67,8 +67,8 @@ class CodeTool:
         """Run `code` in a fresh instance; the model-facing result text."""
         return self.handle({"code": code})
 
-    def handle(self, arguments: Mapping[str, Any]) -> str:
-        """Run a model's call as it came (unvalidated): bad arguments are answered as text too."""
+    def handle(self, arguments: str | bytes | Mapping[str, Any]) -> str:
+        """Run a model's call as it came (its JSON text or decoded arguments): bad arguments are answered too."""
         return self.run_code.handle(arguments).content
 
 

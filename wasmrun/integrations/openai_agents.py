@@ -1,0 +1,67 @@
+"""wasmrun for the OpenAI Agents SDK: a ``run_code`` `FunctionTool` that runs the model's code in a `wasmrun.Sandbox`.
+
+>>> from agents import Agent, Runner
+>>> from wasmrun.integrations.openai_agents import run_code_tool
+>>> with wasmrun.Sandbox(tools=registry) as sandbox:
+...     agent = Agent(name="analyst", instructions="...", tools=[run_code_tool(sandbox)])
+...     Runner.run_sync(agent, "Chart Q3 revenue by region").final_output
+
+The model's code runs in a fresh instance per call and reaches the sandbox's
+`wasmrun.ToolRegistry` as ``import tools``. The tool's output is the
+`wasmrun.agent.format_result` text: a failing program (or a malformed call) is
+a normal tool result the model can read and fix, never a raised exception. The
+schema is strict (``additionalProperties: false``, ``code`` required), and the
+run happens on a worker thread so the agent's event loop stays free.
+
+Needs ``pip install 'wasmrun[openai-agents]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from .._limits import Limits
+from .._sandbox import Sandbox
+from ..agent import RUN_CODE, RunCode
+from ._code_tool import code_tool, missing_extra
+
+try:
+    from agents import FunctionTool, RunContextWrapper
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(missing_extra(__name__, "openai-agents", "openai-agents")) from exc
+
+__all__ = ["run_code_tool"]
+
+
+def run_code_tool(
+    sandbox: Sandbox | RunCode,
+    *,
+    name: str = RUN_CODE,
+    files: Mapping[str, bytes | str] | None = None,
+    limits: Limits | None = None,
+    environment: str | None = None,
+    max_output_chars: int = 4_000,
+) -> FunctionTool:
+    """An Agents SDK `FunctionTool` running the model's Python in `sandbox` (its limits and tool registry).
+
+    `files` are input files each run sees read-only in its working directory,
+    `limits` override the sandbox's, `environment` tells the model what is
+    installed (default: what the sandbox's image has).
+    """
+    tool = code_tool(
+        sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
+    )
+
+    async def invoke(context: RunContextWrapper[Any], arguments: str) -> str:
+        # The SDK hands over the model's raw JSON; RunCode validates it and answers a bad call with text.
+        return await asyncio.to_thread(tool.handle, arguments)
+
+    return FunctionTool(
+        name=tool.name,
+        description=tool.description,
+        params_json_schema=tool.parameters,
+        on_invoke_tool=invoke,
+        strict_json_schema=True,
+    )
