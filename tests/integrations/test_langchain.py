@@ -110,3 +110,15 @@ def test_any_model_text_comes_back_as_a_result(tool_sandbox: wasmrun.Sandbox, co
     content = json.loads(str(message.content))
     assert isinstance(content["ok"], bool)
     assert content["ok"] or content["error"]["kind"] != "internal"  # any failure is the code's, told as text
+
+
+def test_on_result_gets_the_files_the_model_only_hears_about(tool_sandbox: wasmrun.Sandbox) -> None:
+    results: list[wasmrun.Result] = []
+    tool = run_code_tool(tool_sandbox, on_result=results.append)
+
+    content = json.loads(tool.invoke({"code": "with open('chart.svg', 'w') as f:\n    f.write('<svg/>')"}))
+    assert content["files"] == {"chart.svg": 6}  # the model hears of the file ...
+    [result] = results
+    assert result.files == {"chart.svg": b"<svg/>"}  # ... the host gets its bytes
+    tool.invoke({"script": "not a call"})
+    assert len(results) == 1  # a malformed call ran nothing, so there is no Result to report

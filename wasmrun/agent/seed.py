@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 import openai
 
 from .._limits import Limits
@@ -33,6 +34,7 @@ from ..tools import ToolRegistry
 from ._agent import Agent
 from ._replay import ReplayServer, call, run_code_call, say
 from ._results import AgentLimits, AgentResult, Candidate
+from ._run_code import RUN_CODE
 
 SEED_TASK = (
     "Pull our Q3 sales data and create a chart showing monthly revenue by region, "
@@ -267,6 +269,25 @@ def recorded_conversation(image: str = "default") -> list[dict[str, Any]]:
 
 RECORDED_CONVERSATION = recorded_conversation()
 """The recorded model responses, replayed offline."""
+
+
+def recorded_code_turns(image: str = "default") -> tuple[list[tuple[str, str]], str]:
+    """The recording's ``run_code`` turns as ``(what the model says, its code)``, and its final answer.
+
+    For frameworks that script their own test model (``examples/``): the recording's direct
+    ``get_targets`` call is left out, because the working program reads the targets itself
+    through ``import tools``.
+    """
+    turns: list[tuple[str, str]] = []
+    answer = ""
+    for message in recorded_conversation(image):
+        for tool_call in message.get("tool_calls") or []:
+            if tool_call["function"]["name"] == RUN_CODE:
+                code = msgspec.json.decode(tool_call["function"]["arguments"])["code"]
+                turns.append((message.get("content") or "", code))
+        if not message.get("tool_calls"):
+            answer = message["content"]
+    return turns, answer
 
 
 def chart_validator(candidate: Candidate) -> str | None:

@@ -8,11 +8,12 @@ whatever framework drives it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._limits import Limits
+from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode
 
@@ -43,10 +44,13 @@ class CodeTool:
     `run` never raises for the model's code: syntax errors, exceptions, limits
     and failed tool calls come back as the `wasmrun.agent.format_result` text.
     Host-side misuse (a closed sandbox, a re-entrant run) still raises.
+    `on_result` sees every run's full `wasmrun.Result` (files, artifacts, tool
+    calls), which the model's text only summarises.
     """
 
     run_code: RunCode
     name: str = RUN_CODE
+    on_result: Callable[[Result], None] | None = None
 
     @property
     def description(self) -> str:
@@ -69,7 +73,10 @@ class CodeTool:
 
     def handle(self, arguments: str | bytes | Mapping[str, Any]) -> str:
         """Run a model's call as it came (its JSON text or decoded arguments): bad arguments are answered too."""
-        return self.run_code.handle(arguments).content
+        outcome = self.run_code.handle(arguments)
+        if outcome.result is not None and self.on_result is not None:
+            self.on_result(outcome.result)
+        return outcome.content
 
 
 def code_tool(
@@ -80,19 +87,22 @@ def code_tool(
     limits: Limits | None = None,
     environment: str | None = None,
     max_output_chars: int = 4_000,
+    on_result: Callable[[Result], None] | None = None,
 ) -> CodeTool:
     """Bind ``run_code`` to `sandbox` (or take a ready `RunCode` as it is).
 
     `files` are input files every run sees read-only in its working directory;
     `limits` override the sandbox's for these runs; `environment` tells the
-    model what is installed (by default, what the sandbox's image has).
+    model what is installed (by default, what the sandbox's image has);
+    `on_result` is called with each run's `wasmrun.Result` (to keep the files
+    and charts the code made, or to log runs) before the model gets its text.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python identifier, got {name!r}")
     if isinstance(sandbox, RunCode):
         if files is not None or limits is not None or environment is not None:
             raise TypeError("files, limits and environment are set on the RunCode itself; pass a Sandbox to set them")
-        return CodeTool(sandbox, name)
+        return CodeTool(sandbox, name, on_result)
     if not isinstance(sandbox, Sandbox):
         raise TypeError(f"sandbox must be a wasmrun.Sandbox or wasmrun.agent.RunCode, got {type(sandbox).__name__}")
     bound = RunCode(
@@ -102,4 +112,4 @@ def code_tool(
         environment=environment if environment is not None else environment_of(sandbox),
         max_output_chars=max_output_chars,
     )
-    return CodeTool(bound, name)
+    return CodeTool(bound, name, on_result)

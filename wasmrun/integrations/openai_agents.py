@@ -19,10 +19,11 @@ Needs ``pip install 'wasmrun[openai-agents]'``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._limits import Limits
+from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
 from ._code_tool import code_tool, missing_extra
@@ -43,15 +44,23 @@ def run_code_tool(
     limits: Limits | None = None,
     environment: str | None = None,
     max_output_chars: int = 4_000,
+    on_result: Callable[[Result], None] | None = None,
 ) -> FunctionTool:
     """An Agents SDK `FunctionTool` running the model's Python in `sandbox` (its limits and tool registry).
 
     `files` are input files each run sees read-only in its working directory,
     `limits` override the sandbox's, `environment` tells the model what is
-    installed (default: what the sandbox's image has).
+    installed (default: what the sandbox's image has); `on_result` receives
+    each run's full `wasmrun.Result` (files, charts, tool calls).
     """
     tool = code_tool(
-        sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
+        sandbox,
+        name=name,
+        files=files,
+        limits=limits,
+        environment=environment,
+        max_output_chars=max_output_chars,
+        on_result=on_result,
     )
 
     async def invoke(context: RunContextWrapper[Any], arguments: str) -> str:

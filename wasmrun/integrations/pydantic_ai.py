@@ -22,10 +22,11 @@ Needs ``pip install 'wasmrun[pydantic-ai]'`` (``pydantic-ai-slim``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._limits import Limits
+from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
 from ._code_tool import code_tool, missing_extra
@@ -47,17 +48,25 @@ def run_code_tool(
     limits: Limits | None = None,
     environment: str | None = None,
     max_output_chars: int = 4_000,
+    on_result: Callable[[Result], None] | None = None,
     max_retries: int | None = None,
 ) -> Tool[Any]:
     """A pydantic-ai `Tool` running the model's Python in `sandbox` (its limits and tool registry).
 
     `files` are input files each run sees read-only in its working directory,
     `limits` override the sandbox's, `environment` tells the model what is
-    installed (default: what the sandbox's image has). The tool is synchronous:
+    installed (default: what the sandbox's image has); `on_result` receives
+    each run's full `wasmrun.Result` (files, charts, tool calls). The tool is synchronous:
     pydantic-ai runs it on a worker thread, and wasmtime releases the GIL.
     """
     tool = code_tool(
-        sandbox, name=name, files=files, limits=limits, environment=environment, max_output_chars=max_output_chars
+        sandbox,
+        name=name,
+        files=files,
+        limits=limits,
+        environment=environment,
+        max_output_chars=max_output_chars,
+        on_result=on_result,
     )
 
     def run_code(**arguments: Any) -> str:
@@ -79,6 +88,7 @@ def code_toolset(
     limits: Limits | None = None,
     environment: str | None = None,
     max_output_chars: int = 4_000,
+    on_result: Callable[[Result], None] | None = None,
 ) -> FunctionToolset[Any]:
     """A `FunctionToolset` holding `run_code_tool` (for ``Agent(toolsets=[...])``)."""
     return FunctionToolset(
@@ -90,6 +100,7 @@ def code_toolset(
                 limits=limits,
                 environment=environment,
                 max_output_chars=max_output_chars,
+                on_result=on_result,
             )
         ]
     )
