@@ -31,12 +31,9 @@ def run_example(script: Path, out: Path, *args: str) -> subprocess.CompletedProc
 
 
 def scientific_installed() -> bool:
-    try:  # where the image's installer lives before the images/ refactor (issue 11)
-        from wasmrun import _scientific, _sciimage
-    except ImportError:
-        from wasmrun.images.scientific import _backend as _scientific  # type: ignore
-        from wasmrun.images.scientific import _install as _sciimage
-    return _sciimage.installed(_scientific.CONFIG_TAG) is not None
+    from wasmrun.images import scientific
+
+    return scientific.installed() is not None
 
 
 def test_there_are_examples_for_at_least_two_frameworks() -> None:
