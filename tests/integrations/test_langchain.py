@@ -35,9 +35,9 @@ def drive(tool: BaseTool, replies: list[AIMessage]) -> list[BaseMessage]:
 
 
 def test_scripted_chat_model_runs_code_that_calls_host_tools(
-    tool_sandbox: wasmrun.Sandbox, ledger: list[tuple[str, dict[str, object]]]
+    tool_sandbox: wasmrun.Sandbox, tool_ledger: list[tuple[str, dict[str, object]]]
 ) -> None:
-    before = len(ledger)
+    before = len(tool_ledger)
     tool = run_code_tool(tool_sandbox)
     messages = drive(
         tool,
@@ -58,7 +58,7 @@ def test_scripted_chat_model_runs_code_that_calls_host_tools(
         "undefined_name",
     )
     assert messages[-1].content == "The answer is 42."
-    assert ledger[before:] == [("add", {"a": 20, "b": 22})]
+    assert tool_ledger[before:] == [("add", {"a": 20, "b": 22})]
 
 
 def test_the_schema_a_chat_model_is_given(tool_sandbox: wasmrun.Sandbox) -> None:

@@ -21,9 +21,9 @@ def outputs(result: Any) -> list[dict[str, Any]]:
 
 
 def test_scripted_model_runs_code_that_calls_host_tools(
-    tool_sandbox: wasmrun.Sandbox, ledger: list[tuple[str, dict[str, object]]]
+    tool_sandbox: wasmrun.Sandbox, tool_ledger: list[tuple[str, dict[str, object]]]
 ) -> None:
-    before = len(ledger)
+    before = len(tool_ledger)
     model = ScriptedModel(
         [
             [
@@ -43,7 +43,7 @@ def test_scripted_model_runs_code_that_calls_host_tools(
     ok, failed = outputs(result)
     assert ok == {"ok": True, "value": "30", "tool_calls": 1}
     assert failed["error"]["kind"] == "tool" and "quota exceeded" in failed["error"]["message"]
-    assert ledger[before:] == [("add", {"a": 1, "b": 2})]
+    assert tool_ledger[before:] == [("add", {"a": 1, "b": 2})]
     # What the model received: the tool output, as the function_call_output of its own call.
     [sent] = [
         item for item in model.calls[1].input if isinstance(item, dict) and item.get("type") == "function_call_output"

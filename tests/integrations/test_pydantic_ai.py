@@ -40,16 +40,16 @@ def tool_results(messages: list[ModelMessage]) -> list[dict[str, Any]]:
 
 
 def test_code_reaches_the_registry_and_the_result_goes_back_to_the_model(
-    tool_sandbox: wasmrun.Sandbox, ledger: list[tuple[str, dict[str, object]]]
+    tool_sandbox: wasmrun.Sandbox, tool_ledger: list[tuple[str, dict[str, object]]]
 ) -> None:
     model, seen = scripted("import tools\nprint(tools.add(a=2, b=40))\ntools.add(a=1, b=1)")
-    before = len(ledger)
+    before = len(tool_ledger)
     result = Agent(model, toolsets=[code_toolset(tool_sandbox)]).run_sync("add things")
 
     assert result.output == "finished"
     [outcome] = tool_results(result.all_messages())
     assert outcome == {"ok": True, "stdout": "42\n", "value": "2", "tool_calls": 2}
-    assert ledger[before:] == [("add", {"a": 2, "b": 40}), ("add", {"a": 1, "b": 1})]
+    assert tool_ledger[before:] == [("add", {"a": 2, "b": 40}), ("add", {"a": 1, "b": 1})]
 
     [tool] = seen[0].function_tools
     assert tool.name == "run_code"
