@@ -106,3 +106,16 @@ def test_bad_bindings_are_refused(tool_sandbox: wasmrun.Sandbox) -> None:
         run_code_tool(tool_sandbox, name="run code")
     with pytest.raises(TypeError, match="on the RunCode itself"):
         run_code_tool(RunCode(tool_sandbox), limits=wasmrun.Limits(timeout_s=1))
+
+
+def test_a_malformed_call_is_answered_with_the_run_code_hint(tool_sandbox: wasmrun.Sandbox) -> None:
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if any(isinstance(part, ToolReturnPart) for message in messages for part in message.parts):
+            return ModelResponse(parts=[TextPart("finished")])
+        return ModelResponse(parts=[ToolCallPart("run_code", '{"script": "print(1)"}', tool_call_id="bad")])
+
+    result = Agent(FunctionModel(respond), tools=[run_code_tool(tool_sandbox)]).run_sync("go")
+
+    [answer] = tool_results(result.all_messages())
+    assert answer["error"]["kind"] == "invalid_arguments"
+    assert "code: Field required" in answer["error"]["message"]
