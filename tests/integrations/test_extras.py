@@ -11,6 +11,7 @@ ADAPTERS = [
     ("wasmrun.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
     ("wasmrun.integrations.langchain", "langchain_core", "langchain"),
     ("wasmrun.integrations.openai_agents", "agents", "openai-agents"),
+    ("wasmrun.integrations.smolagents", "smolagents", "smolagents"),
 ]
 
 # Makes `blocked` unimportable in a child process, as if its package were not installed.

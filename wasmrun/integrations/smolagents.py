@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -116,7 +116,9 @@ class WasmrunExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents is un
 
     `limits` are each step's limits (default: the sandbox's); `total_fuel`,
     `lifetime_s` and `idle_timeout_s` bound the session (see `Sandbox.session`).
-    `max_output_chars` caps each output in the error text the model reads.
+    `max_output_chars` caps each output in the error text the model reads;
+    `on_result` receives each step's full `wasmrun.Result` (in a session,
+    ``Result.files`` holds every file the steps wrote so far).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class WasmrunExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents is un
         lifetime_s: float = 3600.0,
         idle_timeout_s: float = 600.0,
         max_output_chars: int = 4_000,
+        on_result: Callable[[Result], None] | None = None,
     ) -> None:
         if not isinstance(sandbox, Sandbox):
             raise TypeError(f"sandbox must be a wasmrun.Sandbox, got {type(sandbox).__name__}")
@@ -139,6 +142,7 @@ class WasmrunExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents is un
         self.sandbox = sandbox
         self.limits = limits or sandbox.limits
         self.max_output_chars = max_output_chars
+        self.on_result = on_result
         self._session_options: dict[str, Any] = {
             "total_fuel": total_fuel,
             "lifetime_s": lifetime_s,
@@ -197,11 +201,10 @@ class WasmrunExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents is un
                 result = session.run(code_action, limits=self.limits)
             except SessionDeadError as exc:
                 self._session = None
-                raise WasmrunExecutionError(
-                    f"The sandbox session ended ({exc}); a new one starts with the next code: variables, "
-                    "imports and files of earlier steps are gone, so recompute what you need."
-                ) from exc
+                raise self._ended(str(exc)) from exc
             answer, self._answer = self._answer, _NO_ANSWER
+        if self.on_result is not None:
+            self.on_result(result)
         logs = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
         self.state["_print_outputs"] = logs
         if answer is not _NO_ANSWER:
@@ -260,11 +263,22 @@ class WasmrunExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents is un
         return "\n".join(lines)
 
     def _live_session(self) -> Session:
-        if self._session is None or not self._session.alive:
+        """The session, or a new one; a session that died since the last step is reported instead."""
+        if self._session is not None and not self._session.alive:
+            reason = self._session.dead_reason or "it ended"
             self._session = None
+            raise self._ended(reason)
+        if self._session is None:
             self._start(None)
         assert self._session is not None
         return self._session
+
+    @staticmethod
+    def _ended(reason: str) -> WasmrunExecutionError:
+        return WasmrunExecutionError(
+            f"The sandbox session ended ({reason}); this code did not run. A new session starts with the next "
+            "code: variables, imports and files of earlier steps are gone, so recompute what you need."
+        )
 
     def _start(self, session: Session | None) -> None:
         """Bind the tools in `session`, or in a new session with the variables sent so far."""
