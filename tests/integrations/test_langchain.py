@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from conftest import requires_scientific
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -122,3 +123,12 @@ def test_on_result_gets_the_files_the_model_only_hears_about(tool_sandbox: wasmr
     assert result.files == {"chart.svg": b"<svg/>"}  # ... the host gets its bytes
     tool.invoke({"script": "not a call"})
     assert len(results) == 1  # a malformed call ran nothing, so there is no Result to report
+
+
+@requires_scientific
+def test_the_model_is_told_what_the_image_has() -> None:
+    with wasmrun.Sandbox(prewarm=0) as plain, wasmrun.Sandbox(image="scientific", prewarm=0) as scientific:
+        assert "Only the Python standard library" in run_code_tool(plain).description
+        told = run_code_tool(scientific).description
+        assert "pandas" in told and "matplotlib" in told and "only the python standard library" not in told.lower()
+        assert "scipy" in run_code_tool(scientific, environment="numpy and scipy only").description
