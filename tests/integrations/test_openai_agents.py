@@ -80,3 +80,20 @@ def test_bad_code_and_bad_calls_become_tool_output(tool_sandbox: wasmrun.Sandbox
     assert result.final_output == "ok"
     [output] = outputs(result)
     assert output["ok"] is False and output["error"]["kind"] == kind
+
+
+def test_parallel_calls_in_one_turn_run_side_by_side(tool_sandbox: wasmrun.Sandbox) -> None:
+    model = ScriptedModel(
+        [
+            [
+                function_call("run_code", {"code": "sum(range(10))"}, call_id="a"),
+                function_call("run_code", {"code": "import tools\ntools.add(a=5, b=5)"}, call_id="b"),
+            ],
+            [assistant_message("both done")],
+        ]
+    )
+    result = Runner.run_sync(
+        Agent(name="a", model=model, tools=[run_code_tool(tool_sandbox)]), "go", run_config=OFFLINE
+    )
+
+    assert sorted(output["value"] for output in outputs(result)) == ["10", "45"]
