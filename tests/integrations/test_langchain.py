@@ -16,7 +16,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 import wasmrun
-from wasmrun.integrations.langchain import run_code_tool
+from wasmrun.integrations.langchain import registry_tools, run_code_tool
 
 
 def tool_call(code: Any, call_id: str, **extra: Any) -> dict[str, Any]:
@@ -132,3 +132,18 @@ def test_the_model_is_told_what_the_image_has() -> None:
         told = run_code_tool(scientific).description
         assert "pandas" in told and "matplotlib" in told and "only the python standard library" not in told.lower()
         assert "scipy" in run_code_tool(scientific, environment="numpy and scipy only").description
+
+
+def test_registry_tools_answer_every_call_with_text(tool_sandbox: wasmrun.Sandbox) -> None:
+    context = wasmrun.RunContext()
+    by_name = {tool.name: tool for tool in registry_tools(tool_sandbox, context=context)}
+    assert sorted(by_name) == ["add", "fail"]
+    assert convert_to_openai_tool(by_name["add"])["function"]["parameters"]["required"] == ["a", "b"]
+
+    ok = by_name["add"].invoke({"name": "add", "args": {"a": 1, "b": 2}, "id": "t1", "type": "tool_call"})
+    bad = by_name["add"].invoke({"name": "add", "args": {"a": 1}, "id": "t2", "type": "tool_call"})
+    assert isinstance(ok, ToolMessage) and json.loads(str(ok.content)) == {"ok": True, "result": 3}
+    assert json.loads(str(bad.content))["outcome"] == "invalid"
+    assert [record.outcome for record in context.records] == ["ok", "invalid"]
+    with pytest.raises(TypeError, match="without a registry"), wasmrun.Sandbox(prewarm=0) as bare:
+        registry_tools(bare)

@@ -11,7 +11,7 @@ from agents.items import ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 import wasmrun
-from wasmrun.integrations.openai_agents import run_code_tool
+from wasmrun.integrations.openai_agents import registry_tools, run_code_tool
 
 OFFLINE = RunConfig(tracing_disabled=True)  # no trace export: the tests never leave the machine
 
@@ -97,3 +97,19 @@ def test_parallel_calls_in_one_turn_run_side_by_side(tool_sandbox: wasmrun.Sandb
     )
 
     assert sorted(output["value"] for output in outputs(result)) == ["10", "45"]
+
+
+def test_registry_tools_next_to_run_code(tool_sandbox: wasmrun.Sandbox) -> None:
+    model = ScriptedModel(
+        [
+            [function_call("add", {"a": 40, "b": 2}, call_id="direct")],
+            [function_call("run_code", {"code": "import tools\ntools.add(a=1, b=1)"}, call_id="code")],
+            [assistant_message("42 and 2")],
+        ]
+    )
+    tools = [run_code_tool(tool_sandbox), *registry_tools(tool_sandbox)]
+    result = Runner.run_sync(Agent(name="a", model=model, tools=tools), "go", run_config=OFFLINE)
+
+    assert outputs(result) == [{"ok": True, "result": 42}, {"ok": True, "value": "2", "tool_calls": 1}]
+    add = next(tool for tool in tools if tool.name == "add")
+    assert isinstance(add, FunctionTool) and add.strict_json_schema

@@ -13,7 +13,7 @@ from pydantic_ai.models.test import TestModel
 
 import wasmrun
 from wasmrun.agent import RunCode
-from wasmrun.integrations.pydantic_ai import code_toolset, run_code_tool
+from wasmrun.integrations.pydantic_ai import code_toolset, registry_tools, run_code_tool
 
 
 def scripted(*programs: str) -> tuple[FunctionModel, list[AgentInfo]]:
@@ -119,3 +119,36 @@ def test_a_malformed_call_is_answered_with_the_run_code_hint(tool_sandbox: wasmr
     [answer] = tool_results(result.all_messages())
     assert answer["error"]["kind"] == "invalid_arguments"
     assert "code: Field required" in answer["error"]["message"]
+
+
+def test_registry_tools_are_called_directly_through_the_pipeline(
+    tool_registry: wasmrun.ToolRegistry, tool_ledger: list[tuple[str, dict[str, object]]]
+) -> None:
+    calls = [("add", {"a": 3, "b": 4}), ("add", {"a": "three", "b": 4}), ("fail", {"reason": "db down"})]
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if any(isinstance(part, ToolReturnPart) for message in messages for part in message.parts):
+            return ModelResponse(parts=[TextPart("finished")])
+        return ModelResponse(
+            parts=[ToolCallPart(name, args, tool_call_id=f"c{i}") for i, (name, args) in enumerate(calls)]
+        )
+
+    context = wasmrun.RunContext()
+    before = len(tool_ledger)
+    result = Agent(FunctionModel(respond), tools=registry_tools(tool_registry, context=context)).run_sync("go")
+
+    returns = {
+        part.tool_call_id: json.loads(part.content)
+        for message in result.all_messages()
+        for part in message.parts
+        if isinstance(part, ToolReturnPart)
+    }
+    assert returns["c0"] == {"ok": True, "result": 7}
+    assert returns["c1"]["outcome"] == "invalid" and "a" in returns["c1"]["error"]  # the registry's validation
+    assert returns["c2"]["outcome"] == "error" and "db down" in returns["c2"]["error"]
+    assert tool_ledger[before:] == [("add", {"a": 3, "b": 4})]
+    assert sorted((r.tool, r.source, r.outcome) for r in context.records) == [
+        ("add", "model", "invalid"),
+        ("add", "model", "ok"),
+        ("fail", "model", "error"),
+    ]

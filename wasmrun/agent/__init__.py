@@ -48,6 +48,7 @@ from ._run_code import (
     RunCodeArguments,
     RunCodeOutcome,
     format_result,
+    format_tool_call,
     run_code_definition,
     truncate,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "calls",
     "check_chat_request",
     "format_result",
+    "format_tool_call",
     "parse_output",
     "read_transcript",
     "render_transcript",

@@ -41,7 +41,7 @@ from ._results import (
     StopReason,
     ValidationOutcome,
 )
-from ._run_code import RUN_CODE, RunCode, _RunCodeStep
+from ._run_code import RUN_CODE, RunCode, _RunCodeStep, format_tool_call
 from ._transcript import Transcript
 from ._validation import _ValidationStep
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessage
 
     from ._agent import Agent
+
 
 class _Conversation(_RunCodeStep, _ValidationStep):
     """The state of one `Agent.run`."""
@@ -321,27 +322,9 @@ class _Conversation(_RunCodeStep, _ValidationStep):
         self.transcript.event("tool_call", **msgspec.structs.asdict(record), **where)
 
     def _format_record(self, record: ToolCallRecord) -> str:
-        if record.outcome != "ok":
-            out: dict[str, Any] = {"ok": False, "outcome": record.outcome, "error": record.error}
-            if record.reason:
-                out["reason"] = record.reason
-            if self.agent.tools is not None and record.tool not in self.agent.tools.tools:
-                out["hint"] = f"{RUN_CODE} is a tool too, for running Python code."
-            return to_json(out)
-        text = to_json({"ok": True, "result": record.result})
-        limit = self.limits.max_tool_result_chars
-        if len(text) <= limit:
-            return text
-        preview = to_json(record.result)[:limit]
-        return to_json(
-            {
-                "ok": True,
-                "truncated": True,
-                "result_preview": preview,
-                "note": f"The result is {len(text):,} characters; only the first {limit:,} are shown. "
-                "Fetch and process this data inside run_code (import tools) instead.",
-            }
-        )
+        unknown = self.agent.tools is not None and record.tool not in self.agent.tools.tools
+        hint = f"{RUN_CODE} is a tool too, for running Python code." if record.outcome != "ok" and unknown else None
+        return format_tool_call(record, max_result_chars=self.limits.max_tool_result_chars, hint=hint)
 
     # -- the end ------------------------------------------------------------------------
     def _finish(self, answer: str, output: Any) -> AgentResult:
@@ -396,4 +379,3 @@ def _tool_call_dict(tc: Any) -> dict[str, Any]:
             "arguments": str(getattr(function, "arguments", "")),
         },
     }
-

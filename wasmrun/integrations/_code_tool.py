@@ -15,7 +15,8 @@ from typing import Any
 from .._limits import Limits
 from .._result import Result
 from .._sandbox import Sandbox
-from ..agent import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode
+from ..agent import DEFAULT_ENVIRONMENT, RUN_CODE, RunCode, format_tool_call
+from ..tools import RunContext, Tool, ToolRegistry
 
 SCIENTIFIC_ENVIRONMENT = (
     "Python 3.15 with numpy, pandas, scipy, matplotlib, scikit-learn and statsmodels installed "
@@ -113,3 +114,67 @@ def code_tool(
         max_output_chars=max_output_chars,
     )
     return CodeTool(bound, name, on_result)
+
+
+@dataclass(frozen=True)
+class DirectTool:
+    """One registry tool for the model to call directly, through the same pipeline as guest calls.
+
+    Its schema is the tool's OpenAI definition (strict when it can be);
+    `handle` runs ``registry.call`` with the shared `context` (so the
+    registry's ``max_calls`` counts every call made through these tools) and
+    never raises for a bad call: a denied, invalid or failed call is text.
+    """
+
+    tool: Tool
+    registry: ToolRegistry
+    context: RunContext
+    max_result_chars: int = 20_000
+
+    @property
+    def name(self) -> str:
+        """The tool's registered name."""
+        return self.tool.name
+
+    @property
+    def description(self) -> str:
+        """The tool's description (from its docstring)."""
+        return self.tool.description
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON schema of the tool's arguments, in OpenAI's strict form where possible."""
+        return dict(self.tool.openai_tool()["function"]["parameters"])
+
+    @property
+    def strict(self) -> bool:
+        """Whether `parameters` is a valid OpenAI strict-mode schema."""
+        return bool(self.tool.openai_tool()["function"]["strict"])
+
+    def handle(self, arguments: str | bytes | Mapping[str, Any]) -> str:
+        """Run the model's call (its JSON text or decoded arguments); the model-facing result text."""
+        record = self.registry.call(self.tool.name, arguments, context=self.context)
+        return format_tool_call(record, max_result_chars=self.max_result_chars)
+
+
+def direct_tools(
+    source: Sandbox | ToolRegistry,
+    *,
+    context: RunContext | None = None,
+    max_result_chars: int = 20_000,
+) -> list[DirectTool]:
+    """Every tool of `source`'s registry (a sandbox's, or a registry itself) as a `DirectTool`.
+
+    One `RunContext` (`context`, or a new one) is shared by all of them: pass
+    a new one per conversation to give each conversation its own budgets.
+    """
+    registry = source.tools if isinstance(source, Sandbox) else source
+    if not isinstance(registry, ToolRegistry):
+        raise TypeError(
+            "direct tools need a wasmrun.ToolRegistry, or a Sandbox that has one; "
+            f"got {type(source).__name__}" + (" without a registry" if isinstance(source, Sandbox) else "")
+        )
+    if isinstance(max_result_chars, bool) or not isinstance(max_result_chars, int) or max_result_chars < 100:
+        raise ValueError(f"max_result_chars must be an int >= 100, got {max_result_chars!r}")
+    shared = context if context is not None else RunContext()
+    return [DirectTool(tool, registry, shared, max_result_chars) for tool in registry.tools.values()]

@@ -25,14 +25,15 @@ from .._limits import Limits
 from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
-from ._code_tool import code_tool, missing_extra
+from ..tools import RunContext, ToolRegistry
+from ._code_tool import DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from langchain_core.tools import StructuredTool
 except ImportError as exc:  # the extra is not installed
     raise ImportError(missing_extra(__name__, "langchain", "langchain-core")) from exc
 
-__all__ = ["run_code_tool"]
+__all__ = ["registry_tools", "run_code_tool"]
 
 
 def run_code_tool(
@@ -76,4 +77,30 @@ def run_code_tool(
         args_schema=tool.parameters,
         func=run_code,
         coroutine=arun_code,
+    )
+
+
+def registry_tools(
+    source: Sandbox | ToolRegistry, *, context: RunContext | None = None, max_result_chars: int = 20_000
+) -> list[StructuredTool]:
+    """The registry's tools (a sandbox's, or a registry) as LangChain tools the model calls directly.
+
+    Each call goes through the registry's pipeline (validation, policy,
+    approval, budgets, audit) with one shared `context` (its ``max_calls``
+    budget spans all of them); a denied or failed call is answered as text
+    (`wasmrun.agent.format_tool_call`), never raised.
+    """
+    return [_structured_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
+
+
+def _structured_tool(tool: DirectTool) -> StructuredTool:
+    def call(**arguments: Any) -> str:
+        return tool.handle(arguments)
+
+    async def acall(**arguments: Any) -> str:
+        return await asyncio.to_thread(tool.handle, arguments)
+
+    # The registry validates (with messages that name the argument), so LangChain passes the arguments through.
+    return StructuredTool(
+        name=tool.name, description=tool.description, args_schema=tool.parameters, func=call, coroutine=acall
     )

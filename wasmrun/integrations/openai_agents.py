@@ -26,14 +26,15 @@ from .._limits import Limits
 from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
-from ._code_tool import code_tool, missing_extra
+from ..tools import RunContext, ToolRegistry
+from ._code_tool import DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from agents import FunctionTool, RunContextWrapper
 except ImportError as exc:  # the extra is not installed
     raise ImportError(missing_extra(__name__, "openai-agents", "openai-agents")) from exc
 
-__all__ = ["run_code_tool"]
+__all__ = ["registry_tools", "run_code_tool"]
 
 
 def run_code_tool(
@@ -73,4 +74,31 @@ def run_code_tool(
         params_json_schema=tool.parameters,
         on_invoke_tool=invoke,
         strict_json_schema=True,
+    )
+
+
+def registry_tools(
+    source: Sandbox | ToolRegistry, *, context: RunContext | None = None, max_result_chars: int = 20_000
+) -> list[FunctionTool]:
+    """The registry's tools (a sandbox's, or a registry) as `FunctionTool`s the model calls directly.
+
+    Each call goes through the registry's pipeline (validation, policy,
+    approval, budgets, audit) with one shared `context` (its ``max_calls``
+    budget spans all of them); a denied or failed call is answered as text
+    (`wasmrun.agent.format_tool_call`), never raised. Schemas are strict
+    where the tool's parameters allow it.
+    """
+    return [_function_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
+
+
+def _function_tool(tool: DirectTool) -> FunctionTool:
+    async def invoke(context: RunContextWrapper[Any], arguments: str) -> str:
+        return await asyncio.to_thread(tool.handle, arguments)
+
+    return FunctionTool(
+        name=tool.name,
+        description=tool.description,
+        params_json_schema=tool.parameters,
+        on_invoke_tool=invoke,
+        strict_json_schema=tool.strict,
     )

@@ -29,7 +29,8 @@ from .._limits import Limits
 from .._result import Result
 from .._sandbox import Sandbox
 from ..agent import RUN_CODE, RunCode
-from ._code_tool import code_tool, missing_extra
+from ..tools import RunContext, ToolRegistry
+from ._code_tool import DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from pydantic_ai import Tool
@@ -37,7 +38,7 @@ try:
 except ImportError as exc:  # the extra is not installed
     raise ImportError(missing_extra(__name__, "pydantic-ai", "pydantic-ai-slim")) from exc
 
-__all__ = ["code_toolset", "run_code_tool"]
+__all__ = ["code_toolset", "registry_tools", "run_code_tool"]
 
 
 def run_code_tool(
@@ -104,3 +105,25 @@ def code_toolset(
             )
         ]
     )
+
+
+def registry_tools(
+    source: Sandbox | ToolRegistry, *, context: RunContext | None = None, max_result_chars: int = 20_000
+) -> list[Tool[Any]]:
+    """The registry's tools (a sandbox's, or a registry) as pydantic-ai tools the model calls directly.
+
+    Each call goes through the registry's pipeline (validation, policy,
+    approval, budgets, audit) with one shared `context` (its ``max_calls``
+    budget spans all of them); a denied or failed call is answered as text
+    (`wasmrun.agent.format_tool_call`), never raised. Give the agent these
+    next to `run_code_tool`: the model fetches small things directly and
+    processes large ones in code.
+    """
+    return [_pydantic_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
+
+
+def _pydantic_tool(tool: DirectTool) -> Tool[Any]:
+    def call(**arguments: Any) -> str:
+        return tool.handle(arguments)
+
+    return Tool[Any].from_schema(call, name=tool.name, description=tool.description, json_schema=tool.parameters)
