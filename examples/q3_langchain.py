@@ -3,10 +3,11 @@
 "Pull our Q3 sales data and create a chart showing monthly revenue by region, highlighting any
 months where we missed target."
 
-wasmrun's ``run_code`` `StructuredTool` (`wasmrun.integrations.langchain`) runs over a
-`wasmrun.Sandbox` whose registry holds the seed's SQLite tools. langchain-core's
-`GenericFakeChatModel` plays the model: its scripted `AIMessage` tool calls carry the code of the
-recorded seed conversation (`wasmrun.agent.seed`), and the standard tool-call path
+wasmrun's ``run_code`` `StructuredTool` and the registry's own tools
+(`wasmrun.integrations.langchain`) run over a `wasmrun.Sandbox` whose registry holds the seed's
+SQLite tools. langchain-core's `GenericFakeChatModel` plays the model: its scripted `AIMessage`s
+are the recorded seed conversation (`wasmrun.agent.seed`: a direct ``get_targets`` call, a
+failing pandas attempt, the working program), and the standard tool-call path
 (``tool.invoke(tool_call)`` -> `ToolMessage`) feeds each result back, as a LangChain agent loop
 would (with a real model: ``ChatOpenAI(...).bind_tools([tool])`` or ``create_agent``). The chart
 lands in ``--out``. No network, no API key.
@@ -17,6 +18,7 @@ lands in ``--out``. No network, no API key.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -27,22 +29,27 @@ from wasmrun.agent import RUN_CODE
 from wasmrun.agent.seed import (
     SEED_INSTRUCTIONS,
     SEED_TASK,
-    recorded_code_turns,
+    recorded_conversation,
     sales_database,
     save_artifacts,
     seed_registry,
 )
-from wasmrun.integrations.langchain import run_code_tool
+from wasmrun.integrations.langchain import registry_tools, run_code_tool
 
 
 def scripted_model(image: str) -> GenericFakeChatModel:
-    """A fake chat model that calls run_code with each recorded program, then gives the recorded answer."""
-    turns, answer = recorded_code_turns(image)
+    """A fake chat model whose replies are the recorded seed conversation, message by message."""
     replies = [
-        AIMessage(said, tool_calls=[{"name": RUN_CODE, "args": {"code": code}, "id": f"call_{i}"}])
-        for i, (said, code) in enumerate(turns, 1)
+        AIMessage(
+            said.get("content") or "",
+            tool_calls=[
+                {"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"]), "id": c["id"]}
+                for c in said.get("tool_calls") or []
+            ],
+        )
+        for said in recorded_conversation(image)
     ]
-    return GenericFakeChatModel(messages=iter([*replies, AIMessage(answer)]))
+    return GenericFakeChatModel(messages=iter(replies))
 
 
 def main() -> None:
@@ -54,7 +61,8 @@ def main() -> None:
     charts: dict[str, bytes] = {}
     limits = wasmrun.Limits(timeout_s=60 if args.image == "scientific" else 10)
     with sales_database() as db, wasmrun.Sandbox(tools=seed_registry(db), limits=limits, image=args.image) as sandbox:
-        tool = run_code_tool(sandbox, on_result=lambda result: charts.update(result.files))
+        tools = {tool.name: tool for tool in registry_tools(sandbox)}
+        tools[RUN_CODE] = run_code_tool(sandbox, on_result=lambda result: charts.update(result.files))
         model = scripted_model(args.image)
         messages: list[BaseMessage] = [SystemMessage(SEED_INSTRUCTIONS), HumanMessage(SEED_TASK)]
         while True:  # the tool-calling loop an agent runs
@@ -63,8 +71,9 @@ def main() -> None:
             if not isinstance(reply, AIMessage) or not reply.tool_calls:
                 break
             for call in reply.tool_calls:
-                print(f"model -> {call['name']}: {call['args']['code'].splitlines()[0]} ...")
-                result = tool.invoke(call)
+                shown = call["args"]["code"].splitlines()[0] + " ..." if call["name"] == RUN_CODE else call["args"]
+                print(f"model -> {call['name']}: {shown}")
+                result = tools[call["name"]].invoke(call)
                 assert isinstance(result, ToolMessage)
                 print(f"{call['name']} -> model: {str(result.content)[:300]}")
                 messages.append(result)

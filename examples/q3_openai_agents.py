@@ -3,10 +3,11 @@
 "Pull our Q3 sales data and create a chart showing monthly revenue by region, highlighting any
 months where we missed target."
 
-An Agents SDK `Agent` gets wasmrun's ``run_code`` `FunctionTool`
+An Agents SDK `Agent` gets wasmrun's ``run_code`` `FunctionTool` and the registry's own tools
 (`wasmrun.integrations.openai_agents`) over a `wasmrun.Sandbox` whose registry holds the seed's
-SQLite tools. The SDK's own `ScriptedModel` plays the model with the code of the recorded seed
-conversation (`wasmrun.agent.seed`), and `Runner` runs the real agent loop. Tracing is off, so
+SQLite tools. The SDK's own `ScriptedModel` replays the recorded seed conversation
+(`wasmrun.agent.seed`: a direct ``get_targets`` call, a failing pandas attempt, the working
+program), and `Runner` runs the real agent loop. Tracing is off, so
 nothing leaves the machine; the chart lands in ``--out``. No network, no API key.
 
     python examples/q3_openai_agents.py [--image scientific] [--out DIR]
@@ -22,26 +23,26 @@ from agents.items import ToolCallItem, ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 import wasmrun
-from wasmrun.agent import RUN_CODE
 from wasmrun.agent.seed import (
     SEED_INSTRUCTIONS,
     SEED_TASK,
-    recorded_code_turns,
+    recorded_conversation,
     sales_database,
     save_artifacts,
     seed_registry,
 )
-from wasmrun.integrations.openai_agents import run_code_tool
+from wasmrun.integrations.openai_agents import registry_tools, run_code_tool
 
 
 def scripted_model(image: str) -> ScriptedModel:
-    """The SDK's scripted model: each recorded program as a run_code call, then the recorded answer."""
-    turns, answer = recorded_code_turns(image)
-    steps = [
-        [assistant_message(said, item_id=f"msg_{i}"), function_call(RUN_CODE, {"code": code}, call_id=f"call_{i}")]
-        for i, (said, code) in enumerate(turns, 1)
-    ]
-    return ScriptedModel([*steps, [assistant_message(answer)]])
+    """The SDK's scripted model: the recorded seed conversation, one model turn per step."""
+    steps = []
+    for i, said in enumerate(recorded_conversation(image)):
+        step = [assistant_message(said["content"], item_id=f"msg_{i}")] if said.get("content") else []
+        for call in said.get("tool_calls") or []:
+            step.append(function_call(call["function"]["name"], call["function"]["arguments"], call_id=call["id"]))
+        steps.append(step)
+    return ScriptedModel(steps)
 
 
 def main() -> None:
@@ -57,15 +58,20 @@ def main() -> None:
             name="analyst",
             instructions=SEED_INSTRUCTIONS,
             model=scripted_model(args.image),
-            tools=[run_code_tool(sandbox, on_result=lambda result: charts.update(result.files))],
+            tools=[
+                run_code_tool(sandbox, on_result=lambda result: charts.update(result.files)),
+                *registry_tools(sandbox),
+            ],
         )
         result = Runner.run_sync(agent, SEED_TASK, run_config=RunConfig(tracing_disabled=True))
 
     for item in result.new_items:
         if isinstance(item, ToolCallItem):
-            print(f"model -> {RUN_CODE}: {str(item.raw_item.arguments)[:80]} ...")
+            print(
+                f"model -> {getattr(item.raw_item, 'name', '?')}: {str(getattr(item.raw_item, 'arguments', ''))[:80]}"
+            )
         elif isinstance(item, ToolCallOutputItem):
-            print(f"{RUN_CODE} -> model: {str(item.output)[:300]}")
+            print(f"tool -> model: {str(item.output)[:300]}")
     written = save_artifacts(charts, args.out)
     print(f"\n{result.final_output}\n\nchart: {', '.join(map(str, written))}")
 

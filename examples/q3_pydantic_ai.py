@@ -3,14 +3,14 @@
 "Pull our Q3 sales data and create a chart showing monthly revenue by region, highlighting any
 months where we missed target."
 
-A pydantic-ai `Agent` gets wasmrun's ``run_code`` tool (`wasmrun.integrations.pydantic_ai`) over a
-`wasmrun.Sandbox` whose registry holds the seed's SQLite tools (``query_database``,
-``get_targets``). pydantic-ai's own `FunctionModel` plays the model and writes the code of the
-recorded seed conversation (`wasmrun.agent.seed`): a pandas attempt first (on the default image
-pandas is missing and the error goes back to the model; on the scientific image a wrong column
-name is refused by the tool), then the working program, which pulls the rows through
-``import tools`` and writes the chart. The chart lands in ``--out`` (default: the current
-directory). No network, no API key.
+A pydantic-ai `Agent` gets wasmrun's ``run_code`` tool and the registry's own tools
+(`wasmrun.integrations.pydantic_ai`) over a `wasmrun.Sandbox` whose registry holds the seed's
+SQLite tools (``query_database``, ``get_targets``). pydantic-ai's own `FunctionModel` plays the
+model and replays the recorded seed conversation (`wasmrun.agent.seed`) turn by turn: a direct
+``get_targets`` call, a pandas attempt (on the default image pandas is missing and the error goes
+back to the model; on the scientific image a wrong column name is refused by the tool), then the
+working program, which pulls the rows through ``import tools`` and writes the chart. The chart
+lands in ``--out`` (default: the current directory). No network, no API key.
 
     python examples/q3_pydantic_ai.py [--image scientific] [--out DIR]
 """
@@ -25,28 +25,27 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import wasmrun
-from wasmrun.agent import RUN_CODE
 from wasmrun.agent.seed import (
     SEED_INSTRUCTIONS,
     SEED_TASK,
-    recorded_code_turns,
+    recorded_conversation,
     sales_database,
     save_artifacts,
     seed_registry,
 )
-from wasmrun.integrations.pydantic_ai import code_toolset
+from wasmrun.integrations.pydantic_ai import code_toolset, registry_tools
 
 
 def scripted_model(image: str) -> FunctionModel:
-    """A FunctionModel that writes the recorded programs one per turn, then gives the recorded answer."""
-    turns, answer = recorded_code_turns(image)
+    """A FunctionModel that says, turn by turn, what the model said in the recorded seed conversation."""
+    recording = recorded_conversation(image)
 
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        done = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
-        if len(done) < len(turns):
-            said, code = turns[len(done)]
-            return ModelResponse(parts=[TextPart(said), ToolCallPart(RUN_CODE, {"code": code})])
-        return ModelResponse(parts=[TextPart(answer)])
+        said = recording[sum(isinstance(message, ModelResponse) for message in messages)]
+        parts: list[TextPart | ToolCallPart] = [TextPart(said["content"])] if said.get("content") else []
+        for call in said.get("tool_calls") or []:
+            parts.append(ToolCallPart(call["function"]["name"], call["function"]["arguments"], tool_call_id=call["id"]))
+        return ModelResponse(parts=parts)
 
     return FunctionModel(respond)
 
@@ -64,14 +63,16 @@ def main() -> None:
             scripted_model(args.image),
             instructions=SEED_INSTRUCTIONS,
             toolsets=[code_toolset(sandbox, on_result=lambda result: charts.update(result.files))],
+            tools=registry_tools(sandbox),
         )
         result = agent.run_sync(SEED_TASK)
 
     for message in result.all_messages():
         for part in message.parts:
             if isinstance(part, ToolCallPart):
-                code = part.args_as_dict()["code"]
-                print(f"model -> {part.tool_name}: {code.splitlines()[0]} ... ({len(code.splitlines())} lines)")
+                arguments = part.args_as_dict()
+                shown = arguments["code"].splitlines()[0] + " ..." if "code" in arguments else arguments
+                print(f"model -> {part.tool_name}: {shown}")
             elif isinstance(part, ToolReturnPart):
                 print(f"{part.tool_name} -> model: {str(part.content)[:300]}")
     written = save_artifacts(charts, args.out)

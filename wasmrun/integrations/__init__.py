@@ -9,6 +9,7 @@ One module per integration, each behind its own optional extra, so that importin
   `pydantic_ai.Tool` and toolset;
 * `wasmrun.integrations.openai_agents` (``[openai-agents]``): a ``run_code`` ``agents.FunctionTool``;
 * `wasmrun.integrations.langchain` (``[langchain]``): a ``run_code`` LangChain ``StructuredTool``;
+  these three also offer ``registry_tools()``: the registry's tools for the model to call directly;
 * `wasmrun.integrations.smolagents` (``[smolagents]``): a ``PythonExecutor`` for ``CodeAgent``.
 
 Every framework adapter runs the model's code in the `wasmrun.Sandbox` the caller
