@@ -20,6 +20,7 @@ HTTP on 127.0.0.1 so the same code path runs without a key
 """
 
 from ._agent import DEFAULT_MODEL, DEFAULT_SYSTEM_PROMPT, Agent
+from ._direct_calls import format_tool_call
 from ._replay import (
     ReplayServer,
     RequestError,
@@ -48,7 +49,6 @@ from ._run_code import (
     RunCodeArguments,
     RunCodeOutcome,
     format_result,
-    format_tool_call,
     run_code_definition,
     truncate,
 )

@@ -33,6 +33,7 @@ import openai
 
 from .._runstate import RunState
 from ..tools import RunContext, ToolCallRecord
+from ._direct_calls import format_tool_call
 from ._jsonsafe import scrub, to_json
 from ._results import (
     AgentError,
@@ -41,7 +42,7 @@ from ._results import (
     StopReason,
     ValidationOutcome,
 )
-from ._run_code import RUN_CODE, RunCode, _RunCodeStep, format_tool_call
+from ._run_code import RUN_CODE, RunCode, _RunCodeStep
 from ._transcript import Transcript
 from ._validation import _ValidationStep
 
