@@ -1,4 +1,7 @@
-"""Every script in ``examples/`` runs offline, as a user would run it, and draws the seed's chart."""
+"""The Q3 examples (``examples/q3_*.py``) run offline, as a user would run them, and draw the seed's chart.
+
+Every other script in ``examples/`` must be run by some test too (checked here).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
+ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("q3_*.py"))
 
 
 def offline_env() -> dict[str, str]:
     """The caller's environment without any model credentials or endpoints: the examples must not need them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "LANGCHAIN_", "HF_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -37,7 +41,13 @@ def scientific_installed() -> bool:
 
 
 def test_there_are_examples_for_at_least_two_frameworks() -> None:
-    assert len([path for path in EXAMPLES if path.name.startswith("q3_")]) >= 2
+    assert len(EXAMPLES) >= 2
+
+
+def test_every_other_example_is_run_by_a_test() -> None:
+    tests = "\n".join(path.read_text() for path in (ROOT / "tests").rglob("test_*.py"))
+    others = [path.name for path in (ROOT / "examples").glob("*.py") if path not in EXAMPLES]
+    assert [name for name in others if name not in tests] == []
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[path.stem for path in EXAMPLES])
