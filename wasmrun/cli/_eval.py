@@ -65,10 +65,10 @@ def eval_command(
             "--backend",
             metavar="[threads|processes|ray]",
             callback=_check_backend,
-            help="processes: a local worker pool (the fastest for short programs); threads: in this process; "
+            help="threads: in this process; processes: a local worker pool (faster for short programs); "
             "ray: on a Ray cluster.",
         ),
-    ] = "processes",
+    ] = "threads",
     timeout: Annotated[float | None, timeout_option(default=_EVAL_TIMEOUT_S, per=" per sample")] = None,
     memory: Annotated[int | None, memory_option(per=" per sample")] = None,
     fuel: Annotated[int | None, fuel_option(per=" per sample")] = None,

@@ -197,7 +197,7 @@ def evaluate(
     *,
     k: int | Iterable[int] = (1, 10, 100),
     workers: int | None = None,
-    backend: Backend = "processes",
+    backend: Backend = "threads",
     limits: Limits | None = None,
     resume: bool = True,
     report: PathLike | None = None,
@@ -219,10 +219,9 @@ def evaluate(
     * `k`: pass@k for each k that every task has at least k samples for.
     * `workers`: parallel runs (default: ``os.cpu_count()``, or the Ray
       cluster's CPUs).
-    * `backend`: ``"processes"`` (default: a local pool of worker processes,
-      one warm sandbox each; the fastest for short programs, see
-      ``wasmrun/eval/README.md``), ``"threads"`` (in this process, one shared
-      sandbox) or ``"ray"``
+    * `backend`: ``"threads"`` (in this process, one shared sandbox),
+      ``"processes"`` (a local pool of worker processes, one warm sandbox each:
+      faster for short programs, see ``wasmrun/eval/README.md``) or ``"ray"``
       (one warm sandbox per actor on the cluster at `ray_address`, or on the
       Ray session already initialized, or on a local one started and stopped
       here).
