@@ -1,0 +1,237 @@
+"""Issue 12's figures: pages dirtied per fresh run, runs on 2 caller threads, tool round trip, CPU loop.
+
+Every figure has its baseline in the same run (ratios matter, not times; nothing is asserted about speed):
+
+  faults        minor page faults per fresh `print(1)` (counted, not timed: immune to a busy machine)
+                vs one `python -c "print(1)"` child process (its faults, from RUSAGE_CHILDREN)
+  print1-2t     fresh `print(1)` from 2 caller threads on one Sandbox: executor "auto" (default,
+                worker processes take the second thread's runs) and "inline" (both threads in this
+                process) vs `python -c "print(1)"` subprocesses from 2 threads
+  scale         short fresh runs (`sum(i*i for i in range(20000))`), 1 vs 2 caller threads, "auto" and
+                "inline"; ratios in extra_info of the 2-thread rows
+  prewarm       back-to-back fresh `print(1)`: default prewarm vs prewarm=0 (CPU per run in extra_info)
+  tool-rt       guest loop of no-op tool calls (inline handler, and the default handler thread) minus
+                the same loop calling a guest-local no-op function
+  cpu-genexpr   `sum(i*i for i in range(10**6))` in a fresh run (fuel on) vs native `exec()`
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import wasmrun
+
+PRINT1 = "print(1)"
+SHORT = "sum(i*i for i in range(20000))"
+SHORT_VALUE = str(sum(i * i for i in range(20000)))
+GENEXPR = "sum(i*i for i in range(10**6))"
+RUNS_PER_ROUND = 40
+TOOL_CALLS = 2000
+
+
+def _usage(who: int) -> tuple[float, int]:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime, r.ru_minflt
+
+
+@pytest.fixture(scope="module")
+def inline() -> Iterator[wasmrun.Sandbox]:
+    with wasmrun.Sandbox(executor="inline", prewarm=0) as sb:
+        for _ in range(5):
+            sb.run(PRINT1)
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def auto() -> Iterator[wasmrun.Sandbox]:
+    with wasmrun.Sandbox(prewarm=0) as sb:
+        with ThreadPoolExecutor(2) as pool:  # start the worker processes outside any timing
+            for _ in range(40):
+                list(pool.map(sb.run, [PRINT1] * 4))
+                time.sleep(0.05)
+        yield sb
+
+
+# ---------------------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.benchmark(group="faults")
+def test_faults_wasmrun_fresh_print1(benchmark: Any, inline: wasmrun.Sandbox) -> None:
+    """Minor page faults of this process per fresh `print(1)` (instantiate, run, close)."""
+    rounds = 200
+    _, f0 = _usage(resource.RUSAGE_SELF)
+    result = benchmark.pedantic(inline.run, args=(PRINT1,), rounds=rounds, iterations=1, warmup_rounds=0)
+    _, f1 = _usage(resource.RUSAGE_SELF)
+    assert result.stdout == "1\n"
+    benchmark.extra_info["minor_faults_per_run"] = round((f1 - f0) / rounds, 1)
+
+
+@pytest.mark.benchmark(group="faults")
+def test_faults_python_c_print1(benchmark: Any) -> None:
+    """Baseline: minor page faults of one `python -c "print(1)"` process."""
+    rounds = 20
+    _, f0 = _usage(resource.RUSAGE_CHILDREN)
+    out = benchmark.pedantic(
+        subprocess.run,
+        args=([sys.executable, "-c", PRINT1],),
+        kwargs={"capture_output": True, "check": True},
+        rounds=rounds,
+        iterations=1,
+    )
+    _, f1 = _usage(resource.RUSAGE_CHILDREN)
+    assert out.stdout == b"1\n"
+    benchmark.extra_info["minor_faults_per_run"] = round((f1 - f0) / rounds, 1)
+
+
+# ---------------------------------------------------------------------------------------------- 2 threads
+
+
+def _two_threads(benchmark: Any, call: Callable[[], Any], runs: int) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: call(), range(4)))
+
+        def batch() -> list[Any]:
+            return list(pool.map(lambda _: call(), range(runs)))
+
+        results = benchmark.pedantic(batch, rounds=7, warmup_rounds=1, iterations=1)
+    assert len(results) == runs
+    benchmark.extra_info["runs_per_round"] = runs
+    benchmark.extra_info["runs_per_s"] = round(runs / benchmark.stats.stats.median, 1)
+
+
+@pytest.mark.benchmark(group="print1-2t")
+def test_print1_2threads_auto(benchmark: Any, auto: wasmrun.Sandbox) -> None:
+    """Fresh `print(1)` from 2 caller threads, default executor ("auto")."""
+    _two_threads(benchmark, lambda: auto.run(PRINT1), 100)
+
+
+@pytest.mark.benchmark(group="print1-2t")
+def test_print1_2threads_inline(benchmark: Any, inline: wasmrun.Sandbox) -> None:
+    """Fresh `print(1)` from 2 caller threads, both in this process (executor="inline")."""
+    _two_threads(benchmark, lambda: inline.run(PRINT1), 100)
+
+
+@pytest.mark.benchmark(group="print1-2t")
+def test_print1_2threads_python_c(benchmark: Any) -> None:
+    """Baseline: `python -c "print(1)"` subprocesses from 2 threads."""
+    _two_threads(benchmark, lambda: subprocess.run([sys.executable, "-c", PRINT1], capture_output=True), 20)
+
+
+# ---------------------------------------------------------------------------------------------- scale
+
+
+def _scale(benchmark: Any, sandbox: wasmrun.Sandbox, threads: int) -> None:
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(sandbox.run, [SHORT] * (2 * threads)))
+
+        def batch() -> list[wasmrun.Result]:
+            return list(pool.map(sandbox.run, [SHORT] * RUNS_PER_ROUND))
+
+        results = benchmark.pedantic(batch, rounds=7, warmup_rounds=1, iterations=1)
+    assert all(r.value == SHORT_VALUE for r in results), [r.error for r in results if not r.ok][:3]
+    benchmark.extra_info["threads"] = threads
+    benchmark.extra_info["runs_per_s"] = round(RUNS_PER_ROUND / benchmark.stats.stats.median, 1)
+
+
+@pytest.mark.benchmark(group="scale")
+def test_scale_1thread_auto(benchmark: Any, auto: wasmrun.Sandbox) -> None:
+    """Short fresh runs from 1 caller thread (default executor: they run in this process)."""
+    _scale(benchmark, auto, 1)
+
+
+@pytest.mark.benchmark(group="scale")
+def test_scale_2threads_auto(benchmark: Any, auto: wasmrun.Sandbox) -> None:
+    """The same runs from 2 caller threads (default executor: the second thread's runs go to a worker)."""
+    _scale(benchmark, auto, 2)
+
+
+@pytest.mark.benchmark(group="scale")
+def test_scale_1thread_inline(benchmark: Any, inline: wasmrun.Sandbox) -> None:
+    """Short fresh runs from 1 caller thread, executor="inline"."""
+    _scale(benchmark, inline, 1)
+
+
+@pytest.mark.benchmark(group="scale")
+def test_scale_2threads_inline(benchmark: Any, inline: wasmrun.Sandbox) -> None:
+    """The same runs from 2 caller threads, both in this process (executor="inline")."""
+    _scale(benchmark, inline, 2)
+
+
+# ---------------------------------------------------------------------------------------------- prewarm
+
+
+def _back_to_back(benchmark: Any, sandbox: wasmrun.Sandbox) -> None:
+    cpu0, _ = _usage(resource.RUSAGE_SELF)
+    result = benchmark.pedantic(sandbox.run, args=(PRINT1,), rounds=300, iterations=1, warmup_rounds=20)
+    cpu1, _ = _usage(resource.RUSAGE_SELF)
+    assert result.stdout == "1\n"
+    benchmark.extra_info["cpu_ms_per_run"] = round(1e3 * (cpu1 - cpu0) / 320, 3)
+
+
+@pytest.mark.benchmark(group="prewarm")
+def test_back_to_back_default_prewarm(benchmark: Any) -> None:
+    """Back-to-back fresh `print(1)` with the default pre-warm pool (executor="inline")."""
+    with wasmrun.Sandbox(executor="inline") as sb:
+        _back_to_back(benchmark, sb)
+
+
+@pytest.mark.benchmark(group="prewarm")
+def test_back_to_back_prewarm_0(benchmark: Any) -> None:
+    """The same with prewarm=0."""
+    with wasmrun.Sandbox(executor="inline", prewarm=0) as sb:
+        _back_to_back(benchmark, sb)
+
+
+# ---------------------------------------------------------------------------------------------- tool round trip
+
+
+def _tool_sandbox(inline_handler: bool) -> wasmrun.Sandbox:
+    registry = wasmrun.ToolRegistry(max_calls=10 * TOOL_CALLS)
+
+    @registry.tool(inline=inline_handler)
+    def noop() -> None:
+        """Does nothing."""
+
+    return wasmrun.Sandbox(executor="inline", prewarm=0, tools=registry)
+
+
+def _loop(call: str) -> str:
+    return f"import tools\ndef local():\n    return None\nfor _ in range({TOOL_CALLS}):\n    {call}\n"
+
+
+@pytest.mark.benchmark(group="tool-rt")
+@pytest.mark.parametrize("handler", ["inline", "thread"])
+def test_tool_roundtrip_noop(benchmark: Any, handler: str) -> None:
+    """TOOL_CALLS guest calls of `tools.noop()`; extra_info: per-call round trip net of the local loop."""
+    with _tool_sandbox(handler == "inline") as sb:
+        local = min(sb.run(_loop("local()")).stats.duration_s for _ in range(3))
+        result = benchmark.pedantic(sb.run, args=(_loop("tools.noop()"),), rounds=5, iterations=1, warmup_rounds=1)
+    assert result.ok and len(result.tool_calls) == TOOL_CALLS, result.error
+    benchmark.extra_info["us_per_call"] = round(1e6 * (benchmark.stats.stats.median - local) / TOOL_CALLS, 1)
+
+
+# ---------------------------------------------------------------------------------------------- CPU loop
+
+
+@pytest.mark.benchmark(group="cpu-genexpr")
+def test_cpu_genexpr_wasmrun(benchmark: Any, inline: wasmrun.Sandbox) -> None:
+    """`sum(i*i for i in range(10**6))` in a fresh run, fuel metering on."""
+    result = benchmark.pedantic(inline.run, args=(GENEXPR,), rounds=7, iterations=1, warmup_rounds=1)
+    assert result.value == str(sum(i * i for i in range(10**6)))
+    benchmark.extra_info["fuel"] = result.stats.fuel_used
+
+
+@pytest.mark.benchmark(group="cpu-genexpr")
+def test_cpu_genexpr_native(benchmark: Any) -> None:
+    """Baseline: the same expression with `eval()` in this CPython."""
+    code = compile(GENEXPR, "<genexpr>", "eval")
+    value = benchmark.pedantic(eval, args=(code,), rounds=7, iterations=1, warmup_rounds=1)
+    assert value == sum(i * i for i in range(10**6))
