@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _local = threading.local()
+_INTERRUPT_POLL_NS = 50_000_000  # how often a blocked wait looks at `RunState.interrupted`
 
 
 class Trap(Exception):
@@ -32,6 +33,7 @@ class RunState:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     timed_out: bool = False
+    interrupted: bool = False  # Ctrl-C arrived during the run (see _deadline.interrupt_on_sigint)
     output_exceeded: str | None = None
     internal_error: str | None = None
     tool_error: str | None = None
@@ -63,6 +65,8 @@ class RunState:
         return self._pollables.get(rep, 0) <= time.monotonic_ns()
 
     def check_deadline(self) -> None:
+        if self.interrupted:
+            raise Trap("interrupted (KeyboardInterrupt)")
         if self.cancel.is_set():
             self.timed_out = True
             raise Trap("run cancelled")
@@ -80,7 +84,8 @@ class RunState:
             if ready or not reps:
                 return ready
             wake = min(min(wakes), self.deadline_ns)
-            self.cancel.wait((wake - now) / 1e9)
+            # In slices: a Ctrl-C handler only sets `interrupted` (it must not take the event's lock).
+            self.cancel.wait(min(wake - now, _INTERRUPT_POLL_NS) / 1e9)
 
     # -- tools ----------------------------------------------------------------
     def call_tool(self, name: str, args: str) -> tuple[bool, str]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import wasmtime
 
-from . import _workers, images
+from . import _deadline, _signals, _workers, images
 from ._errors import ReentrancyError, SandboxClosedError
 from ._files import check_files
 from ._limits import Limits
@@ -34,6 +34,7 @@ EXECUTORS = ("auto", "inline", "processes")
 class CallOutcome:
     result: Result
     trapped: bool  # the guest was stopped by a trap: its instance cannot be called again
+    interrupted: bool = False  # Ctrl-C stopped it: the caller raises KeyboardInterrupt once it cleaned up
 
 
 def _failure(code: str, kind: Any, type_: str, message: str, started: float, fuel: int = 0) -> Result:
@@ -107,6 +108,7 @@ class Sandbox:
         self.executor = executor
         self.image = image
         self._backend: Backend[Any] = images.backend(image)
+        _signals.check()  # the engine exists now: note wasmtime's fault handlers
         if prewarm is None:
             prewarm = 0 if executor == "processes" else self._backend.default_prewarm
         self._closed = False
@@ -300,12 +302,15 @@ class Sandbox:
             )
         pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
         try:
-            return self._call(instance, code, limits, started, inputs).result
+            outcome = self._call(instance, code, limits, started, inputs)
         finally:
             if pool is not None:
                 pool.discard(instance)
             else:
                 backend.close(instance)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        return outcome.result
 
     def _fresh_instance(self, memory_bytes: int, code: str) -> Any:
         """A pristine instance for `code`: a pre-warmed one when the pool has the right memory cap."""
@@ -324,8 +329,9 @@ class Sandbox:
     ) -> CallOutcome:
         """Run `code` in `instance` (one-shot, or one call of a session) and assemble its `Result`."""
         backend = self._backend
+        # `timeout_s` bounds the whole call as the caller sees it, from `started`: getting an instance counts too.
         state = RunState(
-            deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9),
+            deadline_ns=time.monotonic_ns() + int((limits.timeout_s - (time.perf_counter() - started)) * 1e9),
             max_output_bytes=limits.max_output_bytes,
             max_artifact_bytes=limits.max_scratch_bytes,
         )
@@ -356,10 +362,11 @@ class Sandbox:
         )
         store = instance.store
         store.set_fuel(limits.fuel)
-        store.set_epoch_deadline(backend.ticker.ticks_for(limits.timeout_s))
+        _deadline.arm(store, limits.timeout_s, backend.ticker.ticks_for)
+        _signals.check()  # a library may have replaced wasmtime's fault handlers since
         enter_run(state)
         try:
-            with backend.ticker:
+            with backend.ticker, _deadline.interrupt_on_sigint(state):
                 raw = backend.call(instance, request)
         except GuestTrap as exc:
             trap = exc
@@ -391,7 +398,7 @@ class Sandbox:
             tool_calls=tuple(context.records),
             artifacts=dict(state.artifacts),
         )
-        return CallOutcome(result, trapped=trap is not None or raw is None)
+        return CallOutcome(result, trapped=trap is not None or raw is None, interrupted=state.interrupted)
 
     @staticmethod
     def _outcome(

@@ -398,6 +398,8 @@ class Session:
             self._history.append(
                 _Call(call, code, limits, inputs, tuple(recorded), None if error is None else error.type)
             )
+        if outcome.interrupted:  # Ctrl-C: rolled back like any stopped call, then the caller hears of it
+            raise KeyboardInterrupt
         return result
 
     def _death(self, error: RunError | None, effective: Limits, limits: Limits, call: int) -> str | None:

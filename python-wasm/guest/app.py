@@ -85,6 +85,9 @@ import wasmrun_core as _core  # noqa: E402
 from componentize_py_types import Err  # noqa: E402
 from wit_world.imports import host as _host  # noqa: E402
 
+if "asyncio.selector_events" in sys.modules:  # preloaded: patch the snapshot's copy once, at build time
+    _core.socketless_event_loop(sys.modules["asyncio.selector_events"])
+
 _core.SHIM_FILES.add(__file__)
 
 

@@ -70,6 +70,26 @@ class _HostDefault:
         return self._text
 
 
+def socketless_event_loop(selector_events: types.ModuleType) -> None:
+    """Let asyncio's event loops run without their self-pipe.
+
+    ``asyncio.run`` builds a selector event loop, which opens a socketpair so
+    that other threads and signal handlers can wake it. A guest has neither
+    threads nor signals, and no sockets: the socketpair is refused and no event
+    loop could be made at all. Without the pipe the loop works as usual; its
+    waits go through ``select``/``poll``, whose sleeps end at the run's deadline.
+    Applied to ``asyncio.selector_events`` by each image's glue (at build time
+    when the snapshot holds asyncio, else right after it is imported).
+    """
+    loop = selector_events.BaseSelectorEventLoop
+
+    def _make_self_pipe(self: object) -> None:
+        self._ssock = self._csock = None  # type: ignore[attr-defined]
+
+    loop._make_self_pipe = _make_self_pipe
+    loop._close_self_pipe = lambda self: None
+
+
 def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
     import inspect
 

@@ -142,6 +142,7 @@ def _after_pyplot(module) -> None:
 _HOOKS = {
     "matplotlib": (_set_mpl_env, _after_matplotlib),
     "matplotlib.pyplot": (_no_env, _after_pyplot),
+    "asyncio.selector_events": (_no_env, _core.socketless_event_loop),
 }
 
 

@@ -37,6 +37,7 @@ from ._backend import Backend, GuestTrap, I
 
 #: How long the caller must have left the pool alone before cold instances are warmed.
 IDLE_S = 0.01
+_MAX_PENDING = 4  # used instances waiting for the pool thread; past this the caller closes its own
 
 
 class InstancePool(Generic[I]):
@@ -74,11 +75,18 @@ class InstancePool(Generic[I]):
         return item
 
     def discard(self, instance: I) -> None:
-        """Hand a used instance over to be disposed of off the hot path."""
+        """Hand a used instance over to be disposed of off the hot path.
+
+        When the pool thread is behind (busy making a warm instance: the
+        scientific image's first one imports numpy, pandas and matplotlib for
+        seconds), the caller disposes of the instance itself: runs faster than
+        the pool thread would otherwise leave one whole guest (~7 MiB of host
+        memory each) waiting per run, without bound.
+        """
         with self._counting:
             self._in_use -= 1
         self._last_active = time.monotonic()
-        if self._closed:
+        if self._closed or len(self._used) >= _MAX_PENDING:
             self._backend.close(instance)
             return
         self._used.append(instance)

@@ -1,0 +1,202 @@
+"""Resources: CPU, memory, time, output and recursion are bounded, for compute and for blocking code.
+
+Each case asserts the error kind a user sees and that the next run is fine.
+The time figures (how far past its deadline a run returns) are measured in
+``benchmarks/test_bench_deadlines.py``; the cases here only bound them loosely,
+to catch a deadline that is not enforced at all or scales with machine load.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from wasmrun import Limits, Result, Sandbox, ToolRegistry
+
+SHORT = Limits(timeout_s=1.0)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("while True: pass", id="loop"),
+        pytest.param("x = 10**10**8", id="huge-int"),
+        pytest.param("import re; re.match(r'(a+)+$', 'a' * 40 + 'b')", id="regex-backtracking"),
+        pytest.param(
+            "import sys\nsys.setrecursionlimit(10**6)\ndef f(n): return f(n + 1) + 1\nf(0)", id="deep-recursion"
+        ),
+        pytest.param("import time; time.sleep(60)", id="sleep"),
+        pytest.param("import select; select.select([], [], [], 60)", id="select"),
+        pytest.param("import importlib, time; importlib.reload(time).sleep(60)", id="reloaded-sleep"),
+        pytest.param("import asyncio; asyncio.run(asyncio.sleep(60))", id="asyncio-sleep"),
+    ],
+)
+def test_deadline_stops_the_guest(box: Sandbox, healthy: Callable[[], Result], code: str) -> None:
+    started = time.perf_counter()
+    result = box.run(code, limits=SHORT)
+    elapsed = time.perf_counter() - started
+    if result.error is not None and result.error.kind == "exception":
+        # Deep recursion may overflow the native stack first; that is a clean stop too.
+        assert result.error.type in ("RecursionError", "MemoryError"), result.error
+    else:
+        assert result.error is not None and result.error.kind == "timeout", result.error
+        assert result.error.message == "the run exceeded its 1s deadline (Limits.timeout_s)"
+    assert elapsed < 10, f"returned {elapsed:.1f}s after a 1s deadline"
+    healthy()
+
+
+def test_waiting_on_an_event_cannot_block(box: Sandbox, image: str, healthy: Callable[[], Result]) -> None:
+    """Neither image has threads, so nothing could ever set the event: the wait must not hang the run.
+
+    The default image's single-threaded lock returns at once; the scientific
+    image's thread stub aborts the guest (a wasm trap, reported as ``internal``).
+    """
+    result = box.run("import threading; threading.Event().wait(60)", limits=SHORT)
+    if image == "default":
+        assert result.ok and result.value == "False", result.error
+    else:
+        assert result.error is not None and (result.error.kind, result.error.type) == ("internal", "GuestCrash")
+    healthy()
+
+
+def _hog_gil(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1000))
+
+
+def test_deadline_holds_when_the_host_is_busy(box: Sandbox, healthy: Callable[[], Result]) -> None:
+    """A busy host thread delays the epoch ticker; the deadline is wall-clock time all the same.
+
+    With a 50 ms switch interval and a thread that never releases the GIL on its
+    own, the ticker advances about once per 50 ms instead of every 5 ms: a deadline
+    counted in ticks (wasmrun before 0.2) ended a 1 s run after ~10 s.
+    """
+    stop = threading.Event()
+    hog = threading.Thread(target=_hog_gil, args=(stop,), daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    hog.start()
+    try:
+        started = time.perf_counter()
+        result = box.run("while True: pass", limits=SHORT)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        hog.join()
+        sys.setswitchinterval(interval)
+    assert result.error is not None and result.error.kind == "timeout"
+    assert elapsed < 4, f"a 1s deadline ended after {elapsed:.1f}s on a busy host"
+    healthy()
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "type_"),
+    [
+        ("x = []\nwhile True: x.append(bytearray(10**7))", "memory", "MemoryError"),
+        ("bytearray(2**30)", "memory", "MemoryError"),
+        ("'x' * 2**30", "memory", "MemoryError"),
+        ("while True: print('x' * 1000)", "output_limit", "OutputLimitExceeded"),
+        ("import sys\nwhile True: sys.stderr.write('y' * 4096)", "output_limit", "OutputLimitExceeded"),
+        ("str(10**100000)", "exception", "ValueError"),  # CPython's int-to-str limit is on in both images
+        ("eval('(' * 10000 + ')' * 10000)", "memory", "MemoryError"),  # the parser's own stack guard
+        ("import json; json.loads('[' * 100000 + ']' * 100000)", "exception", "RecursionError"),
+    ],
+)
+def test_resource_exhaustion_is_a_clean_error(
+    box: Sandbox, healthy: Callable[[], Result], code: str, kind: str, type_: str
+) -> None:
+    result = box.run(code)
+    assert result.error is not None, result
+    assert (result.error.kind, result.error.type) == (kind, type_), result.error
+    if kind == "output_limit":
+        assert len(result.stdout.encode()) <= box.limits.max_output_bytes
+        assert len(result.stderr.encode()) <= box.limits.max_output_bytes
+    healthy()
+
+
+def test_fuel_bounds_cpu(box: Sandbox, healthy: Callable[[], Result]) -> None:
+    result = box.run("while True: pass", limits=Limits(fuel=10**8))
+    assert result.error is not None and result.error.kind == "fuel"
+    assert result.stats.fuel_used == 10**8
+    healthy()
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+@pytest.fixture
+def sigint_soon() -> Iterator[Callable[[float], None]]:
+    """`sigint_soon(delay)`: send this process SIGINT after `delay` seconds (from another thread)."""
+    timers: list[threading.Timer] = []
+
+    def arm(delay: float) -> None:
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        timers.append(timer)
+        timer.start()
+
+    yield arm
+    for timer in timers:
+        timer.cancel()
+        timer.join()
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+@pytest.mark.parametrize("code", ["while True: pass", "import time; time.sleep(60)"])
+def test_ctrl_c_stops_the_run_and_reaches_the_caller(
+    box: Sandbox, healthy: Callable[[], Result], sigint_soon: Callable[[float], None], code: str
+) -> None:
+    sigint_soon(0.3)
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        box.run(code, limits=Limits(timeout_s=30))
+    elapsed = time.perf_counter() - started
+    assert elapsed < 15, f"Ctrl-C came back after {elapsed:.1f}s, as if it waited for the 30s deadline"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
+    healthy()
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+def test_ctrl_c_during_a_tool_call(image: str, sigint_soon: Callable[[float], None]) -> None:
+    registry = ToolRegistry()
+    finished = threading.Event()
+
+    @registry.tool(timeout_s=20)
+    def slow() -> str:
+        """Take a while."""
+        time.sleep(1.0)
+        finished.set()
+        return "done"
+
+    with Sandbox(image=image, tools=registry, prewarm=0) as sandbox:
+        sigint_soon(0.3)
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            sandbox.run("import tools\ntools.slow()\nwhile True: pass", limits=Limits(timeout_s=30))
+        assert time.perf_counter() - started < 15
+        result = sandbox.run("1 + 1")
+        assert result.value == "2"
+
+
+def test_asyncio_runs_without_sockets(box: Sandbox, healthy: Callable[[], Result]) -> None:
+    """``asyncio.run`` needs no self-pipe in a guest (it used to fail making a socketpair)."""
+    code = (
+        "import asyncio\n"
+        "async def square(i):\n"
+        "    await asyncio.sleep(0.01 * i)\n"
+        "    return i * i\n"
+        "async def main():\n"
+        "    queue = asyncio.Queue()\n"
+        "    await queue.put(await asyncio.gather(*(square(i) for i in range(4))))\n"
+        "    return await asyncio.wait_for(queue.get(), 1)\n"
+        "asyncio.run(main())"
+    )
+    result = box.run(code)
+    assert result.ok, result.error
+    assert result.value == "[0, 1, 4, 9]"
+    healthy()

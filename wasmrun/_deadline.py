@@ -1,0 +1,120 @@
+"""Stopping a running guest on time: the wall-clock deadline and Ctrl-C.
+
+Epoch interruption makes compiled wasm check, at every function entry and loop
+back-edge, whether the engine's epoch (advanced every `TICK_S` by the
+`EpochTicker` thread) has reached the store's deadline. Counting ticks is not
+enough for a wall-clock deadline: on a loaded machine the ticker thread wakes
+late, and 300 ticks of "5 ms" took 2.0 s instead of 1.5 s. So a run's store is
+armed with a deadline of one tick and an *epoch-deadline callback*: wasmtime
+calls it on every tick, on the thread running the guest, and the callback
+compares the clock with the run's own deadline (`RunState.deadline_ns`),
+looks at the run's cancel flag (Ctrl-C, `RunState.cancel`) and either lets the
+guest continue for one more tick or stops it with a trap. A deadline therefore
+holds to within one tick plus scheduling delay, however late the ticker is.
+
+Ctrl-C: Python runs signal handlers only between bytecodes of the main thread,
+which sits inside the wasm call for the whole run; a `KeyboardInterrupt`
+raised there surfaces only when the guest returns on its own (at its
+deadline). While a run executes on the main thread under Python's default
+SIGINT handler, `interrupt_on_sigint` installs a handler that only marks the
+run as interrupted (raising from inside a host callback would be swallowed by
+ctypes); the next tick's callback stops the guest, and `Sandbox.run` raises
+`KeyboardInterrupt` to its caller once the instance is released. A custom
+SIGINT handler installed by the application is left alone.
+
+This uses wasmtime-py's ctypes bindings (``wasmtime._ffi``), which are not
+public API; when they do not look as expected, `arm` falls back to counting
+ticks (deadlines then drift with the ticker, and Ctrl-C waits for the deadline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import wasmtime
+
+from ._runstate import RunState, current_run
+
+try:  # pragma: no cover - exercised implicitly on import
+    from wasmtime import _bindings
+    from wasmtime import _ffi as ffi
+
+    # The exact ctypes types the binding declares (ctypes accepts no look-alike function-pointer type).
+    _CALLBACK_T = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[1]
+    _FINALIZER_T = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[3]
+    _AVAILABLE = all(hasattr(ffi, name) for name in ("wasmtime_store_epoch_deadline_callback", "wasmtime_error_new"))
+except (ImportError, AttributeError, IndexError):  # pragma: no cover
+    _AVAILABLE = False
+
+_CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+
+
+def _stop(why: str) -> int:
+    """A wasmtime error that makes the guest trap, as the callback's return value."""
+    error = ffi.wasmtime_error_new(f"wasmrun: {why} (epoch deadline)".encode())
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
+
+
+def _on_epoch(context: Any, data: Any, delta: Any, kind: Any) -> int:
+    try:
+        run: RunState | None = current_run(required=False)
+        if run is not None:
+            if run.interrupted:
+                return _stop("interrupted (KeyboardInterrupt)")
+            if run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns:
+                run.timed_out = True
+                return _stop("deadline exceeded")
+        delta[0] = 1
+        kind[0] = _CONTINUE
+        return 0
+    except KeyboardInterrupt:  # an application's own SIGINT handler raised while this callback ran
+        run = current_run(required=False)
+        if run is None:
+            return 0
+        run.interrupted = True
+        return _stop("interrupted (KeyboardInterrupt)")
+
+
+_CALLBACK = _CALLBACK_T(_on_epoch) if _AVAILABLE else None
+_NO_FINALIZER = _FINALIZER_T() if _AVAILABLE else None
+
+
+def arm(store: wasmtime.Store, timeout_s: float, ticks_for: Any) -> None:
+    """Make `store` stop at its run's wall-clock deadline, checked every tick; or count ticks if unavailable."""
+    if _CALLBACK is None:
+        store.set_epoch_deadline(ticks_for(timeout_s))
+        return
+    ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _CALLBACK, None, _NO_FINALIZER)
+    store.set_epoch_deadline(1)
+
+
+@contextlib.contextmanager
+def interrupt_on_sigint(run: RunState) -> Iterator[None]:
+    """While the body runs on the main thread under the default SIGINT handler, Ctrl-C marks `run` interrupted.
+
+    The handler only sets a flag (no lock, no exception: it may run inside a
+    host callback); the guest stops at the next tick and the caller raises
+    `KeyboardInterrupt` after cleaning up (see `Sandbox.run`).
+    """
+    if (
+        _CALLBACK is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        run.interrupted = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
