@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from conftest import IMAGES  # tests/conftest.py: "default", and "scientific" skipped when not installed
+
 from wasmrun import Limits, Result, Sandbox
 
 #: Generous enough for the slowest honest case, short enough that a hang fails fast.

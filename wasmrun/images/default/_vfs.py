@@ -61,6 +61,7 @@ class VirtualFS:
 
     def __init__(self, inputs: dict[str, bytes], quota_bytes: int) -> None:
         self.quota_bytes = quota_bytes
+        self.quota_reported = False  # the guest was told (on stderr) that a write hit the quota
         self._nodes: dict[str, _Node] = {"": _Node(is_dir=True, readonly=True)}
         self._inputs: set[str] = {""}
         self._open: dict[int, _Open] = {1: _Open("", readable=True, writable=True)}

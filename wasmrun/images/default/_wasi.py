@@ -64,6 +64,13 @@ _DENIAL_CASES = ("not-permitted", "access-denied", "access", "not-supported", "u
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 
+# The `error` resources of failed file stream writes: rep N is the filesystem error code _STREAM_ERRORS[N - 1].
+_STREAM_ERRORS = ("io", "insufficient-space", "bad-descriptor", "not-permitted", "read-only")
+
+
+def _stream_error(code: str) -> int:
+    return _STREAM_ERRORS.index(code) + 1 if code in _STREAM_ERRORS else 1
+
 
 class Ok:
     """A successful WIT `result`, lowered with or without a tag as its type requires."""
@@ -172,9 +179,33 @@ class _Implementations:
                 return Ok(None)
             try:
                 _vfs(run).stream_write(rep, bytes(data))
-            except (FsError, KeyError):
-                return Err(ResourceHost.own(1, self.error))
+            except FsError as exc:
+                if exc.code == "insufficient-space":
+                    return full(run)
+                return Err(ResourceHost.own(_stream_error(exc.code), self.error))
+            except KeyError:
+                return Err(ResourceHost.own(_stream_error("bad-descriptor"), self.error))
             return Ok(None)
+
+        def full(run: RunState) -> Err:
+            """A file write past the scratch quota.
+
+            wasi-libc turns every failed stream write into ``EIO`` (it never asks
+            ``filesystem-error-code``), so the guest sees ``OSError: [Errno 29] I/O
+            error``; a note on stderr says why, once per run.
+            """
+            fs = files_of(run)
+            if fs is not None and not fs.quota_reported:
+                fs.quota_reported = True
+                note = f"wasmrun: write refused: the scratch quota is full (Limits.max_scratch_bytes = {fs.quota_bytes:,})\n"
+                run.write_output(STDERR, note.encode())
+            return Err(ResourceHost.own(_stream_error("insufficient-space"), self.error))
+
+        def check_write(run: RunState, rep: int) -> Ok | Err:
+            fs = files_of(run)
+            if fs is not None and fs.has_stream(rep) and fs.used_bytes >= fs.quota_bytes:
+                return full(run)  # refused before the data crosses over
+            return Ok(1 << 16)
 
         def read(run: RunState, rep: int, n: int) -> Ok | Err:
             fs = files_of(run)
@@ -203,6 +234,8 @@ class _Implementations:
 
         V = VirtualFS
         filesystem: dict[str, Callable[..., Any]] = {
+            # What a failed stream write was (wasi-libc turns it into errno; without it: EIO).
+            "filesystem-error-code": lambda run, rep: _STREAM_ERRORS[rep - 1] if 0 < rep <= len(_STREAM_ERRORS) else None,
             "[method]descriptor.open-at": fs(
                 lambda v, rep, pflags, path, oflags, dflags: v.open_at(rep, path, oflags, dflags), own_desc
             ),
@@ -265,7 +298,7 @@ class _Implementations:
                 "subscribe-duration": lambda run, d: self._timer(run, time.monotonic_ns() + d),
             },
             "wasi:io/streams": {
-                "[method]output-stream.check-write": lambda run, rep: Ok(1 << 16),
+                "[method]output-stream.check-write": check_write,
                 "[method]output-stream.write": write,
                 "[method]output-stream.blocking-write-and-flush": write,
                 "[method]output-stream.flush": lambda run, rep: Ok(None),
