@@ -295,7 +295,9 @@ def test_hostile_samples_fail_cleanly_and_never_stall(problem: Problem) -> None:
     rows = [{"task_id": TASK, "completion": completion} for completion, _ in HOSTILE.values()]
     rows.append({"task_id": TASK, "completion": RIGHT})  # and the harness is still fine afterwards
     started = time.perf_counter()
-    summary = evaluate(rows, one, k=1, limits=Limits(timeout_s=1.0), workers=4, progress=False)
+    # Deadlines are wall-clock time: 2 s leaves the memory bomb (~0.4 s alone) room on a busy 2-core machine
+    # running 4 workers, where a 1 s deadline stopped it first.
+    summary = evaluate(rows, one, k=1, limits=Limits(timeout_s=2.0), workers=4, progress=False)
     elapsed = time.perf_counter() - started
     for result, (name, (_, categories)) in zip(summary.results, HOSTILE.items(), strict=False):
         assert not result.passed, name

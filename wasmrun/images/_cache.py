@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,3 +146,85 @@ def publish(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(sidecar_tmp, sidecar)
 
 
+# -- pruning ---------------------------------------------------------------------------
+#
+# Every new guest image (a wasmrun upgrade, edited guest sources) and every new wasmtime
+# version or engine configuration adds artifacts of 50-350 MB. Several checkouts or
+# virtualenvs may share one cache, so an entry is stale only once nothing has loaded it
+# for `STALE_AFTER_S`: each load marks its artifact used (`mark_used`), and at most once a
+# day a load or build removes what has not been used for that long (`prune_soon`).
+
+STALE_AFTER_S = 14 * 24 * 3600
+_PRUNE_EVERY_S = 24 * 3600
+_ARTIFACT_SUFFIXES = (".cwasm", ".wasm")
+
+
+def mark_used(artifact: Path) -> None:
+    """Record that `artifact` was loaded now (its sidecar's mtime; the artifact's own is part of its stamp)."""
+    try:
+        os.utime(artifact.with_name(artifact.name + ".sha256"))
+    except OSError:
+        pass
+
+
+def _last_used(artifact: Path) -> float:
+    for candidate in (artifact.with_name(artifact.name + ".sha256"), artifact):
+        try:
+            return candidate.stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def _remove_artifact(artifact: Path) -> None:
+    for path in (artifact, *(artifact.with_name(artifact.name + s) for s in (".sha256", ".stamp"))):
+        path.unlink(missing_ok=True)
+
+
+def prune(root: Path, keep: Path, *, now: float | None = None) -> list[Path]:
+    """Remove cached artifacts under `root` unused for `STALE_AFTER_S`, never `keep`; return what was removed.
+
+    Only wasmrun's own entries are touched: compiled or built artifacts (``*.cwasm``,
+    ``*.wasm`` with their sidecars) in `root`'s private subdirectories, and a
+    default-image directory (``python-<hash>``) once it holds no recent artifact.
+    """
+    cutoff = (time.time() if now is None else now) - STALE_AFTER_S
+    removed: list[Path] = []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return removed
+    for directory in entries:
+        if directory.is_symlink() or not directory.is_dir():
+            continue
+        try:
+            private_dir(directory)
+        except ImageError:
+            continue  # not ours: leave it alone
+        artifacts = [p for p in directory.iterdir() if p.suffix in _ARTIFACT_SUFFIXES and not p.is_symlink()]
+        for artifact in artifacts:
+            if directory == keep.parent and artifact.suffix != ".cwasm":
+                continue  # the current image's source artifact: needed to compile for another engine
+            if artifact != keep and _last_used(artifact) < cutoff:
+                _remove_artifact(artifact)
+                removed.append(artifact)
+        left = [p for p in artifacts if p.exists()]
+        if directory.name.startswith("python-") and keep.parent != directory and not left:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def prune_soon(root: Path, keep: Path) -> None:
+    """`prune` at most once per `_PRUNE_EVERY_S` (a marker file's mtime); never raises."""
+    marker = root / "last-prune"
+    try:
+        if time.time() - marker.stat().st_mtime < _PRUNE_EVERY_S:
+            return
+    except OSError:
+        pass
+    try:
+        marker.touch()
+        prune(root, keep)
+    except OSError:
+        pass

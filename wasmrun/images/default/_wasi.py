@@ -235,7 +235,9 @@ class _Implementations:
         V = VirtualFS
         filesystem: dict[str, Callable[..., Any]] = {
             # What a failed stream write was (wasi-libc turns it into errno; without it: EIO).
-            "filesystem-error-code": lambda run, rep: _STREAM_ERRORS[rep - 1] if 0 < rep <= len(_STREAM_ERRORS) else None,
+            "filesystem-error-code": lambda run, rep: (
+                _STREAM_ERRORS[rep - 1] if 0 < rep <= len(_STREAM_ERRORS) else None
+            ),
             "[method]descriptor.open-at": fs(
                 lambda v, rep, pflags, path, oflags, dflags: v.open_at(rep, path, oflags, dflags), own_desc
             ),
