@@ -70,7 +70,8 @@ def test_seeded_random_is_reproducible(image: str) -> None:
             Limits(fuel=10**8),
         ),
         (
-            "print('leaked-stdout', end='')\nimport sys; sys.stderr.write('leaked-stderr')\nx = []\nwhile True: x.append(bytearray(10**7))",
+            "print('leaked-stdout', end='')\nimport sys; sys.stderr.write('leaked-stderr')\nx = []\n"
+            "while True: x.append(bytearray(10**7))",
             Limits(),
         ),
         ("print('leaked-stdout', end='')\nimport os; os._exit(3)", Limits()),

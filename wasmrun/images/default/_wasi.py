@@ -64,13 +64,6 @@ _DENIAL_CASES = ("not-permitted", "access-denied", "access", "not-supported", "u
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 
-# The `error` resources of failed file stream writes: rep N is the filesystem error code _STREAM_ERRORS[N - 1].
-_STREAM_ERRORS = ("io", "insufficient-space", "bad-descriptor", "not-permitted", "read-only")
-
-
-def _stream_error(code: str) -> int:
-    return _STREAM_ERRORS.index(code) + 1 if code in _STREAM_ERRORS else 1
-
 
 class Ok:
     """A successful WIT `result`, lowered with or without a tag as its type requires."""
@@ -182,9 +175,9 @@ class _Implementations:
             except FsError as exc:
                 if exc.code == "insufficient-space":
                     return full(run)
-                return Err(ResourceHost.own(_stream_error(exc.code), self.error))
+                return Err(ResourceHost.own(1, self.error))
             except KeyError:
-                return Err(ResourceHost.own(_stream_error("bad-descriptor"), self.error))
+                return Err(ResourceHost.own(1, self.error))
             return Ok(None)
 
         def full(run: RunState) -> Err:
@@ -197,9 +190,9 @@ class _Implementations:
             fs = files_of(run)
             if fs is not None and not fs.quota_reported:
                 fs.quota_reported = True
-                note = f"wasmrun: write refused: the scratch quota is full (Limits.max_scratch_bytes = {fs.quota_bytes:,})\n"
-                run.write_output(STDERR, note.encode())
-            return Err(ResourceHost.own(_stream_error("insufficient-space"), self.error))
+                quota = f"Limits.max_scratch_bytes = {fs.quota_bytes:,}"
+                run.write_output(STDERR, f"wasmrun: write refused: the scratch quota is full ({quota})\n".encode())
+            return Err(ResourceHost.own(1, self.error))
 
         def check_write(run: RunState, rep: int) -> Ok | Err:
             fs = files_of(run)
@@ -234,10 +227,6 @@ class _Implementations:
 
         V = VirtualFS
         filesystem: dict[str, Callable[..., Any]] = {
-            # What a failed stream write was (wasi-libc turns it into errno; without it: EIO).
-            "filesystem-error-code": lambda run, rep: (
-                _STREAM_ERRORS[rep - 1] if 0 < rep <= len(_STREAM_ERRORS) else None
-            ),
             "[method]descriptor.open-at": fs(
                 lambda v, rep, pflags, path, oflags, dflags: v.open_at(rep, path, oflags, dflags), own_desc
             ),
