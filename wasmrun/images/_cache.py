@@ -228,3 +228,9 @@ def prune_soon(root: Path, keep: Path) -> None:
         prune(root, keep)
     except OSError:
         pass
+
+
+def loaded(artifact: Path) -> None:
+    """Call after loading `artifact` from the cache: mark it used, and now and then prune the cache."""
+    mark_used(artifact)
+    prune_soon(cache_root(), artifact)

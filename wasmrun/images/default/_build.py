@@ -27,7 +27,7 @@ import wasmtime
 from wasmtime.component import Component
 
 from ..._errors import ImageError
-from .._cache import cache_root, mark_used, private_dir, prune_soon, publish, source_dir, verified
+from .._cache import cache_root, loaded, private_dir, publish, source_dir, verified
 
 
 def _source_files(src: Path) -> list[Path]:
@@ -77,7 +77,7 @@ def load_component(engine: wasmtime.Engine, config_tag: str, *, log: Callable[[s
 
     if verified(cwasm):
         component = Component.deserialize_file(engine, str(cwasm))
-        _used(cwasm)
+        loaded(cwasm)
         return component
 
     with filelock.FileLock(str(directory / "build.lock"), timeout=600):
@@ -91,11 +91,6 @@ def load_component(engine: wasmtime.Engine, config_tag: str, *, log: Callable[[s
             log(f"compiled guest component in {time.perf_counter() - started:.1f}s")
         serialized = component.serialize()
         publish(cwasm, lambda tmp: tmp.write_bytes(serialized))
-        _used(cwasm)
+        loaded(cwasm)
         return component
 
-
-def _used(cwasm: Path) -> None:
-    """Keep `cwasm` in the cache, and now and then drop what nothing has used for weeks (see `_cache.prune`)."""
-    mark_used(cwasm)
-    prune_soon(cache_root(), cwasm)

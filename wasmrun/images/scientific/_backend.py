@@ -190,8 +190,6 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
             if not _cache.verified(cwasm):
                 raise ImageError(f"{cwasm} does not match its checksum; run `wasmrun image install scientific`")
             module = wasmtime.Module.deserialize_file(self.engine, str(cwasm))
-        _cache.mark_used(cwasm)
-        _cache.prune_soon(_cache.cache_root(), cwasm)
         self.image_files = files
         self.module = module
         self.linker = wasmtime.Linker(self.engine)

