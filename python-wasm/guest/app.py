@@ -90,6 +90,39 @@ if "asyncio.selector_events" in sys.modules:  # preloaded: patch the snapshot's 
 
 _core.SHIM_FILES.add(__file__)
 
+import errno  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+
+
+def _rename(src: object, dst: object, *, src_dir_fd: object = None, dst_dir_fd: object = None) -> None:
+    """`os.rename`/`os.replace` for files in the run's virtual /work, without ``rename-at``.
+
+    wasmtime 50 traps on ``descriptor.rename-at`` (two borrowed descriptors in one
+    host call: "deferred host scope has no call context"), which would crash the
+    run. The filesystem is the run's own in-memory one, where nothing can observe
+    a half-done rename, so a rename copies the file and removes the source.
+    Renaming directories is refused (``EXDEV``, as across filesystems).
+    """
+    if src_dir_fd is not None or dst_dir_fd is not None:
+        raise NotImplementedError("dir_fd unavailable on this platform")
+    src, dst = os.fspath(src), os.fspath(dst)
+    info = os.stat(src)
+    if stat.S_ISDIR(info.st_mode):
+        raise OSError(errno.EXDEV, "renaming a directory is not supported in the sandbox", src)
+    if os.path.isdir(dst):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), dst)
+    if os.path.abspath(src) == os.path.abspath(dst):
+        return
+    with open(src, "r+b") as f:  # PermissionError for a read-only input file, before anything changes
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data)
+    os.unlink(src)
+
+
+os.rename = os.replace = _rename
+
 
 class _Capture(io.TextIOBase):
     """sys.stdout/sys.stderr for one run: line-buffered, like a terminal.

@@ -74,5 +74,7 @@ def test_threads_and_files_do_not_grow(box: Sandbox) -> None:
     for i in range(40):
         result = box.run(f"open('f{i}.txt', 'w').write('x' * 1000) if {i} % 2 else sum(range(1000))")
         assert result.error is None or result.error.type == "FileNotFoundError", result.error
-    assert threading.active_count() <= threads + 1
-    assert open_fds() <= fds + 2
+    # Slack for instances the pool holds at the end but not at the start (a scientific instance keeps its four
+    # preopened directories open) and a template thread; a leak of one per run would pass it after a few runs.
+    assert threading.active_count() <= threads + 2
+    assert open_fds() <= fds + 24
