@@ -120,7 +120,7 @@ def test_arbitrary_tool_payloads(image: str, value: Any) -> None:
     code = (
         "import tools, json\n"
         "try:\n"
-        f"    print('ok', json.dumps(tools.echo({value!r}), allow_nan=True))\n"
+        f"    print('ok', json.dumps(tools.echo(json.loads({json.dumps(value)!r}))))\n"
         "except tools.ToolError as exc:\n"
         "    print('refused', exc)\n"
     )
