@@ -6,11 +6,13 @@ back-edge, whether the engine's epoch (advanced every `TICK_S` by the
 enough for a wall-clock deadline: on a loaded machine the ticker thread wakes
 late, and 300 ticks of "5 ms" took 2.0 s instead of 1.5 s. So a run's store is
 armed with a deadline of one tick and an *epoch-deadline callback*: wasmtime
-calls it on every tick, on the thread running the guest, and the callback
-compares the clock with the run's own deadline (`RunState.deadline_ns`),
-looks at the run's cancel flag (Ctrl-C, `RunState.cancel`) and either lets the
-guest continue for one more tick or stops it with a trap. A deadline therefore
-holds to within one tick plus scheduling delay, however late the ticker is.
+calls it when the store's epoch deadline is reached, on the thread running the
+guest, and the callback compares the clock with the run's own deadline
+(`RunState.deadline_ns`), looks at the run's cancel and Ctrl-C flags, and either
+lets the guest continue for a few more ticks (half the time left, at most 8,
+so that the check, which takes the GIL, stays rare) or stops it with a trap. A
+deadline therefore holds to within about a tick plus scheduling delay, however
+late the ticker is.
 
 Ctrl-C: Python runs signal handlers only between bytecodes of the main thread,
 which sits inside the wasm call for the whole run; a `KeyboardInterrupt`
@@ -40,6 +42,7 @@ from typing import Any
 import wasmtime
 
 from ._runstate import RunState, current_run
+from .images import TICK_S
 
 try:  # pragma: no cover - exercised implicitly on import
     from wasmtime import _bindings
@@ -53,6 +56,8 @@ except (ImportError, AttributeError, IndexError):  # pragma: no cover
     _AVAILABLE = False
 
 _CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+_TICK_NS = int(TICK_S * 1e9)
+_MAX_TICKS_BETWEEN_CHECKS = 8  # 40 ms: how late Ctrl-C or a cancel may be noticed
 
 
 def _stop(why: str) -> int:
@@ -67,10 +72,14 @@ def _on_epoch(context: Any, data: Any, delta: Any, kind: Any) -> int:
         if run is not None:
             if run.interrupted:
                 return _stop("interrupted (KeyboardInterrupt)")
-            if run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns:
+            left = run.deadline_ns - time.monotonic_ns()
+            if run.cancel.is_set() or left <= 0:
                 run.timed_out = True
                 return _stop("deadline exceeded")
-        delta[0] = 1
+            # Far from the deadline, check less often (each check takes the GIL); closer, every tick.
+            delta[0] = max(1, min(_MAX_TICKS_BETWEEN_CHECKS, left // (2 * _TICK_NS)))
+        else:
+            delta[0] = 1
         kind[0] = _CONTINUE
         return 0
     except KeyboardInterrupt:  # an application's own SIGINT handler raised while this callback ran
