@@ -371,3 +371,8 @@ def test_scientific_timeout_rolls_back_and_snapshot_restores(sci: Sandbox) -> No
         assert restored.run("df['v'].max(), df.shape").value == "(np.float64(999.0), (1000, 2))"
     with pytest.raises(SnapshotError, match="image"):
         Sandbox(prewarm=0).restore(data)
+
+
+def test_each_call_starts_in_work_even_after_chdir(session: Session) -> None:
+    assert session.run("import os\nos.mkdir('sub')\nos.chdir('sub')\nos.getcwd()").value == "'/work/sub'"
+    assert session.run("os.getcwd()").value == "'/work'"

@@ -242,7 +242,10 @@ def execute(req: dict, call: ToolCaller) -> dict:
     if req.get("cwd"):
         import os
 
-        os.chdir(req["cwd"])
+        # getcwd() is libc's own record; chdir() asks the host (two calls that a session's every turn
+        # would pay), so only when the code of an earlier call moved away.
+        if os.getcwd() != req["cwd"]:
+            os.chdir(req["cwd"])
     filename = SESSION_FILENAME.format(session_call) if session_call else FILENAME
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
 
