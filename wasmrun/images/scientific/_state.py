@@ -20,7 +20,7 @@ import posixpath
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import wasmtime
@@ -94,7 +94,7 @@ def copy(
         base, size = _memory(source)
         _grow(target, size)
         target_base, _ = _memory(target)
-        ctypes.memmove(target_base, base, size)
+        _copy_changed(base, target_base, size)
         for top in ("work", "tmp"):
             shutil.copytree(source.root / top, target.root / top, dirs_exist_ok=True, symlinks=False)
         _copy_bookkeeping(source, target)
@@ -105,6 +105,41 @@ def copy(
         close(target)
         raise
     return target
+
+
+def _libc_memcmp() -> Any:
+    try:
+        memcmp = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError):
+        return None
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+_MEMCMP = _libc_memcmp()
+
+
+def _copy_changed(source: int, target: int, size: int) -> None:
+    """Copy `size` bytes, skipping 64 KiB pages the target already holds (from the pristine image).
+
+    Writing a page of the fresh instance costs a copy-on-write fault; comparing
+    first is cheaper for the ~40% of a warm session's pages that never changed.
+    """
+    if _MEMCMP is None:
+        ctypes.memmove(target, source, size)
+        return
+    page = Template.PAGE
+    start = None
+    for offset in range(0, size, page):
+        same = _MEMCMP(source + offset, target + offset, min(page, size - offset)) == 0
+        if not same and start is None:
+            start = offset
+        elif same and start is not None:
+            ctypes.memmove(target + start, source + start, offset - start)
+            start = None
+    if start is not None:
+        ctypes.memmove(target + start, source + start, size - start)
 
 
 def _copy_bookkeeping(source: ScientificInstance, target: ScientificInstance) -> None:
