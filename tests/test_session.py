@@ -376,3 +376,21 @@ def test_scientific_timeout_rolls_back_and_snapshot_restores(sci: Sandbox) -> No
 def test_each_call_starts_in_work_even_after_chdir(session: Session) -> None:
     assert session.run("import os\nos.mkdir('sub')\nos.chdir('sub')\nos.getcwd()").value == "'/work/sub'"
     assert session.run("os.getcwd()").value == "'/work'"
+
+
+def test_close_during_a_call_lets_it_finish_and_keeps_the_session_closed(sb: Sandbox) -> None:
+    import threading
+
+    s = sb.session()
+    assert s.run("x = 1").ok
+    results = []
+    worker = threading.Thread(target=lambda: results.append(s.run("while True:\n    pass", limits=Limits(timeout_s=1))))
+    worker.start()
+    time.sleep(0.3)
+    s.close()
+    worker.join()
+    assert results[0].error is not None and results[0].error.kind == "timeout"
+    assert s.dead_reason == "it was closed"  # a rolled-back call does not bring a closed session back
+    assert s._holder.instance is None  # its store is released
+    with pytest.raises(SessionDeadError, match="closed"):
+        s.run("x")

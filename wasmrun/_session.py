@@ -388,12 +388,12 @@ class Session:
         self._fuel_used += result.stats.fuel_used
         self._last_used = time.monotonic()
         error = result.error
-        if outcome.trapped:
-            # The instance cannot be called again: roll back to the last completed call (see module docs).
-            self._discard()
-            self._dead = self._death(error, effective, limits, call)
-        elif error is not None and error.kind == "memory":
-            self._dead = self._death(error, effective, limits, call)
+        if outcome.trapped or (error is not None and error.kind == "memory"):
+            if outcome.trapped:
+                # The instance cannot be called again: roll back to the last completed call (see module docs).
+                self._discard()
+            # (A close() from another thread during the call keeps its own reason.)
+            self._dead = self._dead or self._death(error, effective, limits, call)
         else:
             self._history.append(
                 _Call(call, code, limits, inputs, tuple(recorded), None if error is None else error.type)
