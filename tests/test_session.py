@@ -11,6 +11,7 @@ import gc
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import requires_scientific, scientific_installed
@@ -394,3 +395,22 @@ def test_close_during_a_call_lets_it_finish_and_keeps_the_session_closed(sb: San
     assert s._holder.instance is None  # its store is released
     with pytest.raises(SessionDeadError, match="closed"):
         s.run("x")
+
+
+def test_snapshot_restores_in_another_process(sb: Sandbox, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with sb.session() as s:
+        assert s.run("import collections\ncounts = collections.Counter('abracadabra')").ok
+        (tmp_path / "s.bin").write_bytes(s.snapshot())
+    child = (
+        "import sys, wasmrun\n"
+        "with wasmrun.Sandbox(prewarm=0) as sb, sb.restore(open(sys.argv[1], 'rb').read()) as s:\n"
+        "    print(s.run('counts.most_common(1)').value)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "s.bin")], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[('a', 5)]\n"
