@@ -5,6 +5,7 @@
 '42\\n'
 """
 
+from ._async import AsyncSandbox, AsyncSession
 from ._errors import (
     ImageError,
     ReentrancyError,
@@ -22,6 +23,8 @@ from .eval import evaluate
 from .tools import AuditLog, RunContext, Tool, ToolCall, ToolCallRecord, ToolError, ToolRegistry
 
 __all__ = [
+    "AsyncSandbox",
+    "AsyncSession",
     "AuditLog",
     "ErrorKind",
     "ImageError",

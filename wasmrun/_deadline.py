@@ -72,8 +72,11 @@ def _on_epoch(context: Any, data: Any, delta: Any, kind: Any) -> int:
         if run is not None:
             if run.interrupted:
                 return _stop("interrupted (KeyboardInterrupt)")
+            if run.cancel.is_set():  # the caller stopped the run (an AsyncSandbox task was cancelled)
+                run.cancelled = True
+                return _stop("run cancelled")
             left = run.deadline_ns - time.monotonic_ns()
-            if run.cancel.is_set() or left <= 0:
+            if left <= 0:
                 run.timed_out = True
                 return _stop("deadline exceeded")
             # Far from the deadline, check less often (each check takes the GIL); closer, every tick.

@@ -6,9 +6,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._limits import Limits
+from ._runstate import RunState
 from .tools._audit import ToolCallRecord
 
-ErrorKind = Literal["syntax", "exception", "timeout", "fuel", "memory", "output_limit", "tool", "internal"]
+ErrorKind = Literal[
+    "syntax", "exception", "timeout", "fuel", "memory", "output_limit", "tool", "cancelled", "internal"
+]
 """Why a run failed.
 
 * ``syntax``: the code could not be compiled (also: NUL bytes, lone surrogates,
@@ -19,6 +23,7 @@ ErrorKind = Literal["syntax", "exception", "timeout", "fuel", "memory", "output_
 * ``memory``: the memory cap was hit (``MemoryError`` or a refused allocation).
 * ``output_limit``: stdout or stderr exceeded ``Limits.max_output_bytes``.
 * ``tool``: a tool call failed and the code did not catch ``tools.ToolError``.
+* ``cancelled``: the caller stopped the run (an `AsyncSandbox` run whose task was cancelled).
 * ``internal``: the guest crashed in a way none of the above explains.
 """
 
@@ -101,3 +106,41 @@ class GuestOutcome(msgspec.Struct, frozen=True):
 
 
 GUEST_OUTCOME = msgspec.json.Decoder(GuestOutcome)
+
+
+def classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, stderr: str) -> RunError:
+    """Name the reason a guest trapped, from this run's own bookkeeping (component traps carry no code)."""
+    if state.cancelled:
+        return RunError(kind="cancelled", type="Cancelled", message="the run was cancelled by its caller")
+    if state.output_exceeded:
+        return RunError(
+            kind="output_limit",
+            type="OutputLimitExceeded",
+            message=f"{state.output_exceeded} exceeded {limits.max_output_bytes:,} bytes "
+            "(Limits.max_output_bytes); output truncated",
+        )
+    if state.timed_out or "epoch deadline" in trap or "interrupt" in trap:
+        return RunError(
+            kind="timeout",
+            type="TimeoutError",
+            message=f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s)",
+        )
+    if fuel_left == 0 or "all fuel consumed" in trap:
+        return RunError(
+            kind="fuel", type="FuelExhausted", message=f"the run used all of its {limits.fuel:,} fuel (Limits.fuel)"
+        )
+    if "memory allocation" in stderr or "MemoryError" in stderr or "out of memory" in trap:
+        return RunError(
+            kind="memory",
+            type="MemoryError",
+            message=f"the guest ran out of memory (Limits.memory_bytes = {limits.memory_bytes:,})",
+        )
+    if "call stack exhausted" in trap or "stack overflow" in trap:
+        return RunError(
+            kind="exception",
+            type="RecursionError",
+            message="the guest's native stack overflowed (recursion or nesting too deep)",
+        )
+    if state.internal_error:
+        return RunError(kind="internal", type="HostError", message=state.internal_error)
+    return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)

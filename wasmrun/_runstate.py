@@ -10,13 +10,18 @@ classified from this state, never from wasmtime-py's process-global
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._determinism import VirtualEnvironment
 
 _local = threading.local()
 _INTERRUPT_POLL_NS = 50_000_000  # how often a blocked wait looks at `RunState.interrupted`
+_MAX_RANDOM_BYTES = 1 << 26  # one request; CPython asks for at most a few KiB
 
 
 class Trap(Exception):
@@ -34,6 +39,7 @@ class RunState:
     stderr: bytearray = field(default_factory=bytearray)
     timed_out: bool = False
     interrupted: bool = False  # Ctrl-C arrived during the run (see _deadline.interrupt_on_sigint)
+    cancelled: bool = False  # the run's `cancel` flag stopped it (`AsyncSandbox`; see `_deadline`)
     output_exceeded: str | None = None
     internal_error: str | None = None
     tool_error: str | None = None
@@ -48,6 +54,8 @@ class RunState:
     # The backend's per-run data for its host functions (the scientific image's instance, the default
     # image's virtual filesystem or None for no filesystem at all).
     guest: Any = None
+    # A deterministic run's virtual clocks and entropy; None: the host's real ones.
+    virtual: VirtualEnvironment | None = None
     _pollables: dict[int, int] = field(default_factory=dict)
     _next_rep: int = 16
 
@@ -62,13 +70,39 @@ class RunState:
         self._pollables.pop(rep, None)
 
     def pollable_ready(self, rep: int) -> bool:
-        return self._pollables.get(rep, 0) <= time.monotonic_ns()
+        now = self.virtual.peek_monotonic_ns() if self.virtual is not None else time.monotonic_ns()
+        return self._pollables.get(rep, 0) <= now
+
+    # -- the guest's clocks (timers and `monotonic_ns` share one time base) ----------
+    def monotonic_ns(self) -> int:
+        """A read of the guest's monotonic clock: the host's, or the virtual one of a deterministic run."""
+        return self.virtual.monotonic_ns() if self.virtual is not None else time.monotonic_ns()
+
+    def wall_ns(self) -> int:
+        """A read of the guest's wall clock (ns since the Unix epoch)."""
+        return self.virtual.wall_ns() if self.virtual is not None else time.time_ns()
+
+    def timer_base_ns(self) -> int:
+        """The monotonic time a relative timer counts from (not a clock read: the virtual clock stays)."""
+        return self.virtual.peek_monotonic_ns() if self.virtual is not None else time.monotonic_ns()
+
+    def wall_to_monotonic_ns(self, wall_ns: int) -> int:
+        """The monotonic instant at which the guest's wall clock will show `wall_ns` (absolute timers)."""
+        if self.virtual is not None:
+            return self.virtual.wall_to_monotonic(wall_ns)
+        return time.monotonic_ns() + (wall_ns - time.time_ns())
+
+    def random_bytes(self, n: int) -> bytes:
+        """`n` bytes of entropy for the guest: the host's, or a deterministic run's seeded stream."""
+        if n > _MAX_RANDOM_BYTES:
+            raise Trap(f"the guest asked for {n:,} random bytes at once")
+        return self.virtual.random_bytes(n) if self.virtual is not None else os.urandom(n)
 
     def check_deadline(self) -> None:
         if self.interrupted:
             raise Trap("interrupted (KeyboardInterrupt)")
         if self.cancel.is_set():
-            self.timed_out = True
+            self.cancelled = True
             raise Trap("run cancelled")
         if time.monotonic_ns() >= self.deadline_ns:
             self.timed_out = True
@@ -76,6 +110,14 @@ class RunState:
 
     def wait_any(self, reps: list[int]) -> list[int]:
         """Block until one of `reps` is ready, but never past the run's deadline."""
+        if self.virtual is not None:
+            # Virtual time: a wait does not block, the clock jumps to the first wake-up instead.
+            self.check_deadline()
+            wakes = [self._pollables.get(rep, 0) for rep in reps]
+            if wakes and min(wakes) > self.virtual.peek_monotonic_ns():
+                self.virtual.advance_to(min(wakes))
+            now = self.virtual.peek_monotonic_ns()
+            return [i for i, wake in enumerate(wakes) if wake <= now]
         while True:
             self.check_deadline()
             now = time.monotonic_ns()

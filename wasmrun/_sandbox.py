@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -13,10 +14,11 @@ import msgspec
 import wasmtime
 
 from . import _deadline, _signals, _workers, images
+from ._determinism import VirtualEnvironment
 from ._errors import ReentrancyError, SandboxClosedError
 from ._files import check_files
 from ._limits import Limits
-from ._result import GUEST_OUTCOME, Result, RunError, RunStats
+from ._result import GUEST_OUTCOME, Result, RunError, RunStats, classify_trap
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
 from .images import Backend, GuestTrap, InstancePool
 from .tools import RunContext, ToolRegistry, in_tool_handler
@@ -71,6 +73,10 @@ class Sandbox:
     ``"processes"``: always in a worker process. Tool handlers, policy, audit and
     ``Result.tool_calls`` stay in this process whatever the executor.
 
+    ``deterministic=True``: the same code, inputs and ``seed`` (default 0) give byte-identical
+    results (virtual clocks and seeded entropy in the host's WASI, sorted listings; see the
+    README's "Determinism"). ``seed`` alone seeds only ``random`` and numpy's generator.
+
     >>> with Sandbox(limits=Limits(timeout_s=2)) as sandbox:
     ...     result = sandbox.run("sum(range(10))")
     >>> result.value
@@ -86,11 +92,14 @@ class Sandbox:
         prewarm: int | None = None,
         image: str = "default",
         executor: str = "auto",
+        deterministic: bool = False,
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        if not isinstance(deterministic, bool):
+            raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
         if tools is not None and not isinstance(tools, ToolRegistry):
             raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
         if not isinstance(image, str):
@@ -99,7 +108,8 @@ class Sandbox:
             raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, images.IMAGES))}")
         self.limits = limits or Limits()
         self.tools = tools
-        self.seed = seed
+        self.deterministic = deterministic
+        self.seed = 0 if deterministic and seed is None else seed
         bad_prewarm = isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64
         if prewarm is not None and bad_prewarm:
             raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
@@ -150,6 +160,12 @@ class Sandbox:
         ``/work`` up to ``Limits.max_scratch_bytes``; those come back in
         ``Result.files``.
         """
+        return self._run(code, limits, files, None)
+
+    def _run(
+        self, code: str, limits: Limits | None, files: Mapping[str, bytes | str] | None, cancel: threading.Event | None
+    ) -> Result:
+        """`run`, stoppable from another thread: setting `cancel` stops the guest within a few ticks (`_deadline`)."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         if limits is not None and not isinstance(limits, Limits):
@@ -167,7 +183,7 @@ class Sandbox:
         refused = self._refuse(code, limits, started)
         if refused is not None:
             return refused
-        return self._run_where_configured(code, limits, started, inputs)
+        return self._run_where_configured(code, limits, started, inputs, cancel)
 
     def session(
         self,
@@ -228,7 +244,7 @@ class Sandbox:
         return session
 
     def _run_where_configured(
-        self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None
+        self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None, cancel: threading.Event | None
     ) -> Result:
         """Run here or in a worker process, as ``executor`` says (see the class docstring)."""
         claimed = self.executor == "auto" and _workers.inline_runs.claim_if_idle()
@@ -238,7 +254,7 @@ class Sandbox:
             if worker is not None:
                 return _workers.execute(
                     pool, worker, image=self.image, seed=self.seed, tools=self.tools, code=code, limits=limits,
-                    inputs=inputs, started=started,
+                    inputs=inputs, started=started, deterministic=self.deterministic, cancel=cancel,
                 )  # fmt: skip
             if self.executor == "processes":
                 message = f"no worker process could be started: {pool.start_error}"
@@ -247,7 +263,7 @@ class Sandbox:
         if not claimed:
             _workers.inline_runs.claim()
         try:
-            return self._execute(code, limits, started, inputs)
+            return self._execute(code, limits, started, inputs, cancel)
         finally:
             _workers.inline_runs.release()
 
@@ -281,6 +297,7 @@ class Sandbox:
                 "recursion_limit": limits.recursion_limit,
                 "max_value_chars": limits.max_value_chars,
                 "seed": seed,
+                "deterministic": self.deterministic,
                 "tools": self.tools.guest_specs() if self.tools is not None else [],
                 "cwd": cwd,
                 # >= 1: the instance serves one session and keeps its globals between calls.
@@ -288,7 +305,9 @@ class Sandbox:
             }
         )
 
-    def _execute(self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None) -> Result:
+    def _execute(
+        self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None, cancel: threading.Event | None
+    ) -> Result:
         backend = self._backend
         try:
             instance = self._fresh_instance(limits.memory_bytes, code)
@@ -302,7 +321,7 @@ class Sandbox:
             )
         pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
         try:
-            outcome = self._call(instance, code, limits, started, inputs)
+            outcome = self._call(instance, code, limits, started, inputs, cancel=cancel)
         finally:
             if pool is not None:
                 pool.discard(instance)
@@ -313,9 +332,13 @@ class Sandbox:
         return outcome.result
 
     def _fresh_instance(self, memory_bytes: int, code: str) -> Any:
-        """A pristine instance for `code`: a pre-warmed one when the pool has the right memory cap."""
+        """A pristine instance for `code`: a pre-warmed one when the pool has the right memory cap.
+
+        A deterministic run always starts from a ready instance's state (made now if none is ready).
+        """
         pool = self._pool if self._pool is not None and self._pool.memory_bytes == memory_bytes else None
-        return pool.take(code) if pool is not None else self._backend.fallback(memory_bytes, code)
+        warm = self.deterministic
+        return pool.take(code, warm=warm) if pool is not None else self._backend.fresh(memory_bytes, code, warm=warm)
 
     def _call(
         self,
@@ -326,6 +349,7 @@ class Sandbox:
         inputs: dict[str, bytes] | None,
         *,
         session: SessionTurn | None = None,
+        cancel: threading.Event | None = None,
     ) -> CallOutcome:
         """Run `code` in `instance` (one-shot, or one call of a session) and assemble its `Result`."""
         backend = self._backend
@@ -334,7 +358,11 @@ class Sandbox:
             deadline_ns=time.monotonic_ns() + int((limits.timeout_s - (time.perf_counter() - started)) * 1e9),
             max_output_bytes=limits.max_output_bytes,
             max_artifact_bytes=limits.max_scratch_bytes,
+            cancel=cancel or threading.Event(),
         )
+        if self.deterministic:
+            virtual = session.virtual if session is not None else None
+            state.virtual = virtual if virtual is not None else VirtualEnvironment(self.seed or 0)
         context = RunContext(code=code)
         if session is not None and session.dispatch is not None:
             hook = session.dispatch
@@ -413,7 +441,7 @@ class Sandbox:
                 message = f"the guest exited with status {state.exit_code}"
                 return None, RunError(kind="exception", type="SystemExit", message=message), state.exit_code
             stderr = state.stderr.decode("utf-8", "replace")
-            return None, _classify_trap(state, fuel_left, limits, str(trap), stderr), None
+            return None, classify_trap(state, fuel_left, limits, str(trap), stderr), None
         try:
             outcome = GUEST_OUTCOME.decode(raw)
         except msgspec.DecodeError as exc:
@@ -426,7 +454,7 @@ class Sandbox:
         except Trap:
             pass
         if state.output_exceeded:
-            return outcome.value, _classify_trap(state, fuel_left, limits, "", ""), outcome.exit_code
+            return outcome.value, classify_trap(state, fuel_left, limits, "", ""), outcome.exit_code
         guest = outcome.error
         error = None
         if guest is not None:
@@ -434,42 +462,6 @@ class Sandbox:
                 kind=guest.kind, type=guest.type, message=guest.message, traceback=guest.traceback, lineno=guest.lineno
             )
         return outcome.value, error, outcome.exit_code
-
-
-def _classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, stderr: str) -> RunError:
-    """Name the reason a guest trapped, from this run's own bookkeeping (component traps carry no code)."""
-    if state.output_exceeded:
-        return RunError(
-            kind="output_limit",
-            type="OutputLimitExceeded",
-            message=f"{state.output_exceeded} exceeded {limits.max_output_bytes:,} bytes "
-            "(Limits.max_output_bytes); output truncated",
-        )
-    if state.timed_out or "epoch deadline" in trap or "interrupt" in trap:
-        return RunError(
-            kind="timeout",
-            type="TimeoutError",
-            message=f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s)",
-        )
-    if fuel_left == 0 or "all fuel consumed" in trap:
-        return RunError(
-            kind="fuel", type="FuelExhausted", message=f"the run used all of its {limits.fuel:,} fuel (Limits.fuel)"
-        )
-    if "memory allocation" in stderr or "MemoryError" in stderr or "out of memory" in trap:
-        return RunError(
-            kind="memory",
-            type="MemoryError",
-            message=f"the guest ran out of memory (Limits.memory_bytes = {limits.memory_bytes:,})",
-        )
-    if "call stack exhausted" in trap or "stack overflow" in trap:
-        return RunError(
-            kind="exception",
-            type="RecursionError",
-            message="the guest's native stack overflowed (recursion or nesting too deep)",
-        )
-    if state.internal_error:
-        return RunError(kind="internal", type="HostError", message=state.internal_error)
-    return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)
 
 
 def run(

@@ -1,5 +1,8 @@
 """`Session`: one guest interpreter kept alive across calls, for multi-step work (agents, notebooks, a REPL).
 
+This module is long because a session's calls, rollback by re-execution, forks and snapshots all
+work on one private state (instance, history, counters, virtual clock); split, that state would leak.
+
 The user-facing rules (limits and totals, rollback, death, fork, snapshots,
 seeds) are in the README's "Sessions" section; the reasons, in short:
 
@@ -31,6 +34,7 @@ import msgspec
 import wasmtime
 
 from . import _snapshot
+from ._determinism import VirtualEnvironment
 from ._errors import ReentrancyError, SessionDeadError, SnapshotError
 from ._files import check_files
 from ._limits import _MAX_FUEL, _MAX_TIMEOUT_S, Limits, _check_int, _check_seconds
@@ -56,6 +60,7 @@ class SessionTurn:
     call: int
     seed: int
     dispatch: SessionDispatch | None  # None: the sandbox's registry (or "no tools")
+    virtual: VirtualEnvironment | None = None  # a deterministic session's clocks and entropy, across calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,8 @@ class Session:
         self._dead: str | None = None
         self._lock = threading.Lock()
         self._holder = _Holder()
+        # A deterministic session's one virtual clock and entropy stream, across its calls.
+        self._virtual = VirtualEnvironment(seed) if sandbox.deterministic else None
         # An unclosed, unreachable session must not keep its store (~15 MB and more) alive.
         self._finalizer = weakref.finalize(self, _release, self._backend, self._holder)
 
@@ -188,6 +195,12 @@ class Session:
 
         Raises `SessionDeadError` when the session can take no more calls.
         """
+        return self._run(code, limits, files, None)
+
+    def _run(
+        self, code: str, limits: Limits | None, files: Mapping[str, bytes | str] | None, cancel: threading.Event | None
+    ) -> Result:
+        """`run`, stoppable from another thread (`AsyncSession`): a cancelled call is rolled back like a timeout."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         if limits is not None and not isinstance(limits, Limits):
@@ -209,7 +222,7 @@ class Session:
                 return _in_session(refused, self.id, call)
             try:
                 instance = self._ensure_instance(code)
-                return self._run_call(instance, call, code, limits, inputs, started)
+                return self._run_call(instance, call, code, limits, inputs, started, cancel)
             finally:
                 if self._dead is not None:
                     self._discard()
@@ -232,6 +245,7 @@ class Session:
                     copied = self._backend.copy(self._holder.instance, self.limits.memory_bytes)
                 if copied is not None:
                     child._holder.instance = copied
+                    child._virtual = self._virtual.copy() if self._virtual is not None else None
                 else:
                     child._ensure_instance(self._history[0].code if self._history else "")
             except BaseException:
@@ -274,6 +288,7 @@ class Session:
                     for c in self._history
                 ],
                 state=state,
+                virtual=self._virtual.position() if self._virtual is not None and state is not None else None,
             )
             return _snapshot.pack(self._sandbox.image, self._backend.image_id(), body)
 
@@ -323,6 +338,8 @@ class Session:
         if instance is not None:
             return instance
         hint = self._history[0].code if self._history else code
+        if self._virtual is not None:  # re-execution reads clocks and entropy again, from the start
+            self._virtual = VirtualEnvironment(self.seed)
         try:
             instance = self._sandbox._fresh_instance(self.limits.memory_bytes, hint)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
@@ -338,7 +355,7 @@ class Session:
                 dataclasses.replace(past.limits, memory_bytes=self.limits.memory_bytes),
                 time.perf_counter(),
                 past.files or {},
-                session=SessionTurn(self.id, past.number, self.seed, _replayer(answers, diverged)),
+                session=SessionTurn(self.id, past.number, self.seed, _replayer(answers, diverged), self._virtual),
             )
             error = outcome.result.error
             got = None if error is None else error.type
@@ -353,8 +370,9 @@ class Session:
         return instance
 
     def _run_call(
-        self, instance: Any, call: int, code: str, limits: Limits, inputs: dict[str, bytes] | None, started: float
-    ) -> Result:
+        self, instance: Any, call: int, code: str, limits: Limits, inputs: dict[str, bytes] | None, started: float,
+        cancel: threading.Event | None,
+    ) -> Result:  # fmt: skip
         now = time.monotonic()
         fuel_left = self.total_fuel - self._fuel_used
         life_left = self.lifetime_s - (now - self._created)
@@ -382,7 +400,8 @@ class Session:
             # A session always has a /work (even without input files): the guest's libc looks for
             # its preopened directories once, and later calls may bring files.
             inputs or {},
-            session=SessionTurn(self.id, call, self.seed, dispatch),
+            session=SessionTurn(self.id, call, self.seed, dispatch, virtual=self._virtual),
+            cancel=cancel,
         )
         result = outcome.result
         self._fuel_used += result.stats.fuel_used
@@ -486,6 +505,8 @@ def restore(sandbox: Sandbox, data: bytes) -> Session:
     try:
         if body.state is not None:
             session._holder.instance = sandbox._backend.load(body.state, limits.memory_bytes)
+            if session._virtual is not None and body.virtual is not None:
+                session._virtual = VirtualEnvironment.at(body.seed, body.virtual)
         else:
             session._ensure_instance("")
     except ValueError as exc:

@@ -46,6 +46,8 @@ class SnapshotBody(msgspec.Struct, frozen=True):
     fuel_used: int
     history: list[SnapshotCall]
     state: bytes | None
+    # A deterministic session's virtual clock and entropy position (with `state`: the memory remembers it).
+    virtual: tuple[int, int] | None = None
 
 
 _BODY = msgspec.msgpack.Decoder(SnapshotBody)

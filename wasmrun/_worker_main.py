@@ -46,7 +46,8 @@ class _RemoteTools(ToolRegistry):
 def _serve(job: _workers.Job, channel: _workers.Channel) -> Result:
     tools = _RemoteTools(job.tools, channel) if job.tools is not None else None
     with Sandbox(
-        limits=Limits(**job.limits), tools=tools, seed=job.seed, image=job.image, prewarm=0, executor="inline"
+        limits=Limits(**job.limits), tools=tools, seed=job.seed, image=job.image, prewarm=0, executor="inline",
+        deterministic=job.deterministic,
     ) as sandbox:
         return sandbox.run(job.code, files=job.files)
 

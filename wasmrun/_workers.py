@@ -55,6 +55,7 @@ START_TIMEOUT_S: Final = 120.0
 KILL_GRACE_S: Final = 10.0
 
 _HEADER = struct.Struct(">I")
+_CANCEL_POLL_S = 0.005  # how soon a cancelled run's worker is stopped (one epoch tick)
 
 
 class Job(msgspec.Struct, frozen=True, tag="job"):
@@ -66,6 +67,7 @@ class Job(msgspec.Struct, frozen=True, tag="job"):
     files: dict[str, bytes] | None
     seed: int | None
     tools: list[dict[str, Any]] | None  # the registry's guest specs; None: no registry
+    deterministic: bool = False
 
 
 class ToolRequest(msgspec.Struct, frozen=True, tag="tool"):
@@ -108,6 +110,10 @@ class WorkerDied(Exception):
     """The worker process exited or broke the protocol."""
 
 
+class Cancelled(Exception):
+    """The caller cancelled the run (`AsyncSandbox`); the worker is killed to stop its guest at once."""
+
+
 class Channel:
     """Length-prefixed msgpack messages over a pair of pipe file descriptors."""
 
@@ -123,6 +129,10 @@ class Channel:
         while view:
             written = os.write(self._write_fd, view)
             view = view[written:]
+
+    def readable(self, timeout_s: float) -> bool:
+        """Whether a message has (started to) arrive within `timeout_s`; reads nothing."""
+        return bool(select.select([self._read_fd], [], [], max(0.0, timeout_s))[0])
 
     def receive(self, timeout_s: float | None = None) -> Any:
         """The next message; `TimeoutError` if none arrives within `timeout_s`; `WorkerDied` at end of input."""
@@ -177,11 +187,23 @@ class Worker:
         if not isinstance(self.channel.receive(START_TIMEOUT_S), Ready):
             raise WorkerDied("unexpected start-up message")
 
-    def run(self, job: Job, state: RunState, dispatch: Callable[[str, str], tuple[bool, str]], wait_s: float) -> Result:
-        """Run `job`, answering its tool calls with `dispatch`; `TimeoutError` after `wait_s` seconds."""
+    def run(
+        self, job: Job, state: RunState, dispatch: Callable[[str, str], tuple[bool, str]], wait_s: float,
+        cancel: threading.Event | None = None,
+    ) -> Result:  # fmt: skip
+        """Run `job`, answering its tool calls with `dispatch`; `TimeoutError` after `wait_s` seconds.
+
+        `Cancelled` soon after `cancel` is set (checked every `_CANCEL_POLL_S` while waiting).
+        """
         deadline = time.monotonic() + wait_s
         self.channel.send(job)
         while True:
+            if cancel is not None:
+                while not self.channel.readable(min(_CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))):
+                    if cancel.is_set():
+                        raise Cancelled
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError
             message = self.channel.receive(max(0.0, deadline - time.monotonic()))
             if isinstance(message, ToolRequest):
                 try:
@@ -366,12 +388,19 @@ def execute(
     limits: Limits,
     inputs: dict[str, bytes] | None,
     started: float,
+    deterministic: bool = False,
+    cancel: threading.Event | None = None,
 ) -> Result:
-    """Run `code` in `worker` (then hand it back to `pool`); its tool calls come back to `tools`, here."""
+    """Run `code` in `worker` (then hand it back to `pool`); its tool calls come back to `tools`, here.
+
+    Setting `cancel` kills the worker (a new one starts on demand): the guest stops at once.
+    """
     job = Job(image=image, code=code, limits=dataclasses.asdict(limits), files=inputs, seed=seed,
-              tools=tools.guest_specs() if tools is not None else None)  # fmt: skip
+              tools=tools.guest_specs() if tools is not None else None, deterministic=deterministic)  # fmt: skip
     # The caller's side of the run: the deadline its tool calls are held to, their records and budgets.
     state = RunState(deadline_ns=time.monotonic_ns() + int(limits.timeout_s * 1e9), max_output_bytes=0)
+    if cancel is not None:
+        state.cancel = cancel  # a tool call waiting in this process notices it too
     context = RunContext(code=code)
 
     def answer(name: str, args: str) -> tuple[bool, str]:
@@ -384,8 +413,10 @@ def execute(
     usable = False
     enter_run(state)  # a tool handler on this thread must see a run in progress (re-entrant runs are refused)
     try:
-        result = worker.run(job, state, answer, limits.timeout_s + KILL_GRACE_S)
+        result = worker.run(job, state, answer, limits.timeout_s + KILL_GRACE_S, cancel)
         usable = True
+    except Cancelled:
+        result = _failed(code, "cancelled", "Cancelled", "the run was cancelled by its caller", started)
     except TimeoutError:
         message = f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s); its worker was stopped"
         result = _failed(code, "timeout", "TimeoutError", message, started)

@@ -225,6 +225,53 @@ def _safe_repr(value: object, limit: int) -> tuple[str, bool]:
     return text, False
 
 
+class _SortedScandir:
+    """What `os.scandir` returns (an iterator and context manager), over entries sorted by name."""
+
+    def __init__(self, entries: list) -> None:
+        self._entries = iter(entries)
+
+    def __iter__(self) -> "_SortedScandir":
+        return self
+
+    def __next__(self) -> object:
+        return next(self._entries)
+
+    def __enter__(self) -> "_SortedScandir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._entries = iter(())
+
+
+def sort_listings() -> None:
+    """Deterministic runs: `os.listdir` and `os.scandir` (so `os.walk`, `glob`, `pathlib`) in name order.
+
+    Not a security measure (the guest may undo it); it only makes the order of
+    a listing independent of the filesystem it came from. Idempotent.
+    """
+    import os
+
+    if getattr(os.scandir, "_wasmrun_sorted", False):
+        return
+    listdir, scandir = os.listdir, os.scandir
+
+    def sorted_listdir(path: object = None) -> list:
+        return sorted(listdir(path))
+
+    def sorted_scandir(path: object = None) -> _SortedScandir:
+        with scandir(path) as entries:
+            return _SortedScandir(sorted(entries, key=lambda entry: entry.name))
+
+    for patched, real in ((sorted_listdir, listdir), (sorted_scandir, scandir)):
+        patched.__name__, patched.__qualname__, patched.__doc__ = real.__name__, real.__name__, real.__doc__
+        patched._wasmrun_sorted = True  # type: ignore[attr-defined]
+    os.listdir, os.scandir = sorted_listdir, sorted_scandir
+
+
 def execute(req: dict, call: ToolCaller) -> dict:
     """Run the request's code (the glue has already set up ``sys.stdout``/``sys.stderr``)."""
     global _session_namespace
@@ -238,6 +285,8 @@ def execute(req: dict, call: ToolCaller) -> dict:
 
         random.seed(seed)  # None: fresh entropy from the host for every run
     # (A `random` imported later by the code seeds itself from the host's entropy.)
+    if req.get("deterministic"):
+        sort_listings()
     install_tools(req.get("tools", []), call)
     if req.get("cwd"):
         import os

@@ -21,6 +21,7 @@ HTTP on 127.0.0.1 so the same code path runs without a key
 
 from ._agent import DEFAULT_MODEL, DEFAULT_SYSTEM_PROMPT, Agent
 from ._direct_calls import format_tool_call
+from ._offline_replay import RecordedTools, ReplayReport, RunReplay, render_replay_report, replay_transcript
 from ._replay import (
     ReplayServer,
     RequestError,
@@ -67,11 +68,14 @@ __all__ = [
     "AgentResult",
     "Candidate",
     "CodeRun",
+    "RecordedTools",
+    "ReplayReport",
     "ReplayServer",
     "RequestError",
     "RunCode",
     "RunCodeArguments",
     "RunCodeOutcome",
+    "RunReplay",
     "StopReason",
     "Transcript",
     "ValidationOutcome",
@@ -84,7 +88,9 @@ __all__ = [
     "format_tool_call",
     "parse_output",
     "read_transcript",
+    "render_replay_report",
     "render_transcript",
+    "replay_transcript",
     "run_code_call",
     "run_code_definition",
     "say",

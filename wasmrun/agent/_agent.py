@@ -116,6 +116,8 @@ class Agent:
     * `environment`: what the sandbox offers, told to the model (installed packages).
     * `transcript_dir`: write a JSONL transcript of every conversation there (see ``Agent.run(transcript=)``).
     * `completion_options`: extra arguments for ``chat.completions.create`` (e.g. ``temperature``).
+    * `seed`, `deterministic`, `image`, `prewarm`: the code runs' `wasmrun.Sandbox`; the transcript records
+      them, so that ``wasmrun log replay`` can re-run the code (exactly, when `deterministic`).
     * `stateful`: ``run_code`` keeps one `wasmrun.Session` per conversation (variables, imports and files
       carry over between its calls; the default system prompt and the tool's description say so, and
       the transcript records each run's ``session_id`` and ``session_call``). Default: a fresh
@@ -145,6 +147,7 @@ class Agent:
         prewarm: int = 1,
         image: str = "default",
         stateful: bool = False,
+        deterministic: bool = False,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -176,7 +179,9 @@ class Agent:
         self.completion_options: dict[str, Any] = dict(completion_options or {})
         self.stateful = bool(stateful)
         self._bridge = _ConversationTools(tools) if tools is not None else None
-        self.sandbox = Sandbox(limits=self.limits, tools=self._bridge, seed=seed, prewarm=prewarm, image=image)
+        self.sandbox = Sandbox(
+            limits=self.limits, tools=self._bridge, seed=seed, prewarm=prewarm, image=image, deterministic=deterministic
+        )
 
     @classmethod
     def from_env(cls, *, model: str | None = None, **options: Any) -> Agent:

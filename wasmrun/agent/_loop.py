@@ -35,6 +35,7 @@ from .._runstate import RunState
 from ..tools import RunContext, ToolCallRecord
 from ._direct_calls import format_tool_call
 from ._jsonsafe import scrub, to_json
+from ._offline_replay import sandbox_setup
 from ._results import (
     AgentError,
     AgentResult,
@@ -119,6 +120,7 @@ class _Conversation(_RunCodeStep, _ValidationStep):
             run_limits=asdict(agent.limits),
             stateful=agent.stateful,
             validation=validation,
+            sandbox=sandbox_setup(agent.sandbox, self.runner.files),
         )
         self._add_message("system", self.agent.build_system_prompt(), purpose="system")
         self._add_message("user", self.task, purpose="task")

@@ -94,7 +94,8 @@ def print_report(result: AgentResult, written: Sequence[Path], console: Console)
     for path in written:
         console.print(Text(f"wrote {path}", style="bold green"))
     if result.transcript_path is not None:
-        console.print(Text(f"transcript: {result.transcript_path}  (wasmrun log show {result.transcript_path})"))
+        path = result.transcript_path
+        console.print(Text(f"transcript: {path}  (wasmrun log show {path}; re-run offline: wasmrun log replay {path})"))
 
 
 def run_demo(
@@ -106,10 +107,14 @@ def run_demo(
     console: Console | None = None,
     image: str = "scientific",
     stateful: bool = False,
+    deterministic: bool = True,
+    seed: int = 0,
 ) -> AgentResult:
     """Run the seed example (replayed unless `live`), save its artifacts to `out_dir` and print a report.
 
-    `stateful`: the agent's ``run_code`` keeps one session for the conversation.
+    `stateful`: the agent's ``run_code`` keeps one session for the conversation. The code runs are
+    deterministic by default (`wasmrun.Sandbox(deterministic=True)`, `seed`), and the transcript records
+    it, so ``wasmrun log replay TRANSCRIPT`` reproduces every run exactly, offline.
     """
     console = console or Console(highlight=False)
     out = Path(out_dir)
@@ -126,14 +131,28 @@ def run_demo(
             client = openai.OpenAI()
             console.print(f"model: {chosen} at {client.base_url} (live)", markup=False)
             result = run_seed(
-                client, chosen, db_path=db_path, transcript=transcript_path, image=image, stateful=stateful
+                client,
+                chosen,
+                db_path=db_path,
+                transcript=transcript_path,
+                image=image,
+                stateful=stateful,
+                deterministic=deterministic,
+                seed=seed,
             )
         else:
             console.print(
                 "model: the recorded conversation, replayed by a local OpenAI-compatible server (offline, no key)",
                 markup=False,
             )
-            result, server = replay_seed(db_path=db_path, transcript=transcript_path, image=image, stateful=stateful)
+            result, server = replay_seed(
+                db_path=db_path,
+                transcript=transcript_path,
+                image=image,
+                stateful=stateful,
+                deterministic=deterministic,
+                seed=seed,
+            )
             if server.errors:
                 console.print(Text(f"replay server errors: {server.errors}", style="red"))
     written = save_artifacts(result.files, out)
@@ -158,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stateful", action="store_true", help="run_code keeps one session (variables persist between calls)"
     )
+    parser.add_argument(
+        "--not-deterministic",
+        action="store_true",
+        help="real clocks and entropy in the sandbox (by default the code runs are deterministic, seed 0, "
+        "so `wasmrun log replay` of the transcript matches exactly)",
+    )
     args = parser.parse_args(argv)
     if args.live and not os.environ.get("OPENAI_API_KEY"):
         print("--live needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, WASMRUN_MODEL)", file=sys.stderr)
@@ -169,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         transcript=args.transcript,
         image=args.image,
         stateful=args.stateful,
+        deterministic=not args.not_deterministic,
     )
     return 0 if result.ok else 1
 

@@ -358,15 +358,23 @@ def replay_seed(
     script: list[Any] | None = None,
     image: str = "default",
     stateful: bool = False,
+    **options: Any,
 ) -> tuple[AgentResult, ReplayServer]:
     """The seed example offline: the recorded conversation for `image` (or `script`) replayed by a local server.
 
     `stateful` runs the agent's code in one session (the recorded code is self-contained, so it works both ways).
+    `options` go to `Agent` (e.g. ``deterministic=True, seed=0``).
     """
     recording = script if script is not None else recorded_conversation(image)
     with ReplayServer(recording, model="recorded-seed") as server:
         result = run_seed(
-            server.client(), "recorded-seed", db_path=db_path, transcript=transcript, image=image, stateful=stateful
+            server.client(),
+            "recorded-seed",
+            db_path=db_path,
+            transcript=transcript,
+            image=image,
+            stateful=stateful,
+            **options,
         )
     return result, server
 

@@ -17,7 +17,7 @@ imports this package.
 
 from __future__ import annotations
 
-from . import _agent, _eval, _image, _mcp, _repl, _run  # noqa: F401 - each registers its commands on `app`
+from . import _agent, _eval, _image, _mcp, _repl, _replay, _run  # noqa: F401 - each registers its commands on `app`
 from ._app import EXIT_GUEST_FAILED, EXIT_HOST_ERROR, EXIT_OK, EXIT_USAGE, app
 from ._options import SizeError, build_limits, parse_size
 from ._output import print_json, print_result, render_error

@@ -49,7 +49,7 @@ class GuestTrap(Exception):
     """The guest stopped abnormally (a wasm trap, or a host function that stopped it).
 
     The message is wasmtime's (or the host function's) text; the run's own
-    `RunState` decides what it means (`_sandbox._classify_trap`).
+    `RunState` decides what it means (`_result.classify_trap`).
     """
 
 
@@ -167,6 +167,20 @@ class Backend(ABC, Generic[I]):
     def fallback(self, memory_bytes: int, code: str) -> I:
         """An instance for `code` when no warmed one is ready (on the run's hot path)."""
         return self.instantiate(memory_bytes)
+
+    def fresh(self, memory_bytes: int, code: str, *, warm: bool = False) -> I:
+        """`fallback`, or with `warm` an instance in the same state as a ready one (`prewarmed`).
+
+        Deterministic runs ask for `warm`: what a run observes must not depend on
+        whether the pool had an instance ready. Falls back to a cold instance
+        when the memory cap leaves no room for a warm one.
+        """
+        if warm:
+            try:
+                return self.prewarmed(memory_bytes)
+            except (wasmtime.WasmtimeError, wasmtime.Trap, GuestTrap):
+                pass
+        return self.fallback(memory_bytes, code)
 
     @abstractmethod
     def prepare(self, instance: I, state: RunState, inputs: dict[str, bytes] | None, limits: Limits) -> str | None:

@@ -59,16 +59,21 @@ class InstancePool(Generic[I]):
         self._thread.start()
         _shutdown.register(self)
 
-    def take(self, code: str) -> I:
-        """A fresh instance for `code`: a ready one if any, else one made now (`Backend.fallback`)."""
+    def take(self, code: str, *, warm: bool = False) -> I:
+        """A fresh instance for `code`: a ready one if any, else one made now (`Backend.fresh`).
+
+        `warm`: only a warmed instance will do (a deterministic run must not see whether the pool had one).
+        """
         self._last_active = time.monotonic()
-        try:
-            item = self._ready.popleft()
-        except IndexError:
+        item: I | None = None
+        for queue in (self._ready,) if warm else (self._ready, self._cold):
             try:
-                item = self._cold.popleft()
+                item = queue.popleft()
+                break
             except IndexError:
-                item = self._backend.fallback(self.memory_bytes, code)
+                continue
+        if item is None:
+            item = self._backend.fresh(self.memory_bytes, code, warm=warm)
         with self._counting:
             self._in_use += 1
         self._wake.set()

@@ -9,11 +9,13 @@ the real function back.
 
 So wasmrun implements every WASI interface that can block or reach the outside
 world itself, in Python, and keeps wasmtime's implementation only for the
-harmless ones (environment, exit, random, wall clock, terminal queries):
+harmless ones (environment, terminal queries):
 
 * `wasi:io/poll` and `wasi:clocks/monotonic-clock`: real timers, but every wait
   is bounded by the run's deadline; when the deadline passes the host traps the
   guest (kind ``timeout``) instead of sleeping on.
+* `wasi:clocks/*` and `wasi:random/random`: the host's clocks and entropy, or a
+  deterministic run's virtual ones (`RunState.virtual`, see `wasmrun._determinism`).
 * `wasi:io/streams` and `wasi:cli/std*`: stdout/stderr go into per-run buffers
   with byte caps (kind ``output_limit`` when exceeded, with the output kept up
   to the cap); stdin is always at end-of-file, so `input()` raises EOFError.
@@ -27,7 +29,6 @@ Resource types are defined here once, by name, so that the same resource
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +55,6 @@ from ._vfs import FsError, VirtualFS
 # none touches a resource that the shadowed interfaces define.
 _KEEP_NATIVE = (
     "wasi:cli/environment",
-    "wasi:random/",
-    "wasi:clocks/wall-clock",
     "wasi:cli/terminal-",
 )
 
@@ -81,6 +80,15 @@ class Err:
 
     def __init__(self, value: Any = None) -> None:
         self.value = value
+
+
+class _Datetime:
+    """A `wasi:clocks/wall-clock` datetime record (wasmtime-py lowers records from attributes)."""
+
+    __slots__ = ("nanoseconds", "seconds")
+
+    def __init__(self, ns: int) -> None:
+        self.seconds, self.nanoseconds = divmod(ns, 1_000_000_000)
 
 
 # `stream-error` is an untagged variant in wasmtime-py (its cases have disjoint
@@ -283,11 +291,16 @@ class _Implementations:
                 "[method]pollable.ready": ready,
             },
             "wasi:clocks/monotonic-clock": {
-                "now": lambda run: time.monotonic_ns(),
+                "now": lambda run: run.monotonic_ns(),
                 "resolution": lambda run: 1_000,
                 "subscribe-instant": lambda run, when: self._timer(run, when),
-                "subscribe-duration": lambda run, d: self._timer(run, time.monotonic_ns() + d),
+                "subscribe-duration": lambda run, d: self._timer(run, run.timer_base_ns() + d),
             },
+            "wasi:clocks/wall-clock": {
+                "now": lambda run: _Datetime(run.wall_ns()),
+                "resolution": lambda run: _Datetime(1_000),
+            },
+            "wasi:random/random": {"get-random-bytes": lambda run, n: run.random_bytes(n)},
             "wasi:io/streams": {
                 "[method]output-stream.check-write": check_write,
                 "[method]output-stream.write": write,

@@ -14,7 +14,6 @@ import ctypes
 import json
 import os
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,16 +114,16 @@ def _poll_oneoff(run: RunState, caller: Any, in_ptr: int, out_ptr: int, count: i
     raw = _read(base, size, in_ptr, _SUBSCRIPTION.size * count)
     _read(base, size, out_ptr, _EVENT.size * count)  # bounds check before waiting
     _read(base, size, nevents_ptr, 4)
-    now = time.monotonic_ns()
+    now = run.timer_base_ns()
     ready: list[tuple[int, int, int]] = []  # userdata, type, nbytes
     clocks: list[tuple[int, int]] = []  # wake (host monotonic ns), userdata
     for userdata, tag, which, timeout, _precision, flags in _SUBSCRIPTION.iter_unpack(raw):
         if tag == EVENTTYPE_CLOCK:
             if flags & SUBCLOCK_ABSTIME:
                 if which == CLOCK_REALTIME:
-                    wake = now + (timeout - time.time_ns())
+                    wake = run.wall_to_monotonic_ns(timeout)
                 elif which == CLOCK_MONOTONIC:
-                    wake = timeout  # the guest's monotonic clock is the host's (see _clock_time_get)
+                    wake = timeout  # the guest's monotonic clock is the timers' (see _clock_time_get)
                 else:
                     return ERRNO_INVAL
             elif which in (CLOCK_REALTIME, CLOCK_MONOTONIC):
@@ -138,13 +137,13 @@ def _poll_oneoff(run: RunState, caller: Any, in_ptr: int, out_ptr: int, count: i
             return ERRNO_INVAL
     if not ready:
         wake = min(w for w, _ in clocks)
-        if wake > time.monotonic_ns():
+        if wake > run.timer_base_ns():
             rep = run.new_pollable(wake)
             try:
-                run.wait_any([rep])  # traps at the run's deadline
+                run.wait_any([rep])  # traps at the run's deadline; a deterministic run's clock jumps instead
             finally:
                 run.drop_pollable(rep)
-        now = time.monotonic_ns()
+        now = run.timer_base_ns()
         ready = [(userdata, EVENTTYPE_CLOCK, 0) for w, userdata in clocks if w <= now] or [
             (clocks[0][1], EVENTTYPE_CLOCK, 0)
         ]
@@ -156,16 +155,18 @@ def _poll_oneoff(run: RunState, caller: Any, in_ptr: int, out_ptr: int, count: i
 
 
 def _clock_time_get(run: RunState, caller: Any, clock_id: int, precision: int, out_ptr: int) -> int:
-    """The host's own clocks for realtime and monotonic time.
+    """The host's own clocks for realtime and monotonic time, or a deterministic run's virtual ones.
 
     Every instance, including those copied from the warm template, then shares
     one monotonic clock (the host's), so times the template remembered stay
     comparable, and `poll_oneoff` can take absolute monotonic deadlines as they are.
+    A deterministic run (`RunState.virtual`) reads every clock, CPU time included,
+    from its virtual time.
     """
     if clock_id == CLOCK_REALTIME:
-        now = time.time_ns()
-    elif clock_id == CLOCK_MONOTONIC:
-        now = time.monotonic_ns()
+        now = run.wall_ns()
+    elif clock_id == CLOCK_MONOTONIC or run.virtual is not None:
+        now = run.monotonic_ns()
     else:  # process/thread CPU time: wasmtime's answer
         result: int = _instance(run).forward["clock_time_get"](caller, clock_id, precision, out_ptr)
         return result
@@ -334,7 +335,16 @@ def _door(run: RunState, caller: Any, req_ptr: int, req_len: int, out_ptr_ptr: i
     return 0
 
 
+def _random_get(run: RunState, caller: Any, buf: int, length: int) -> int:
+    """Entropy: the host's, or a deterministic run's seeded stream (`RunState.random_bytes`)."""
+    data = run.random_bytes(length & MASK32)
+    base, size = _memory(caller)
+    _write(base, size, buf, data)
+    return ERRNO_SUCCESS
+
+
 SHADOWS: dict[tuple[str, str], Callable[..., int]] = {
+    ("wasi_snapshot_preview1", "random_get"): _random_get,
     ("wasi_snapshot_preview1", "poll_oneoff"): _poll_oneoff,
     ("wasi_snapshot_preview1", "clock_time_get"): _clock_time_get,
     ("wasi_snapshot_preview1", "fd_write"): _fd_write,
@@ -353,7 +363,7 @@ SHADOWS: dict[tuple[str, str], Callable[..., int]] = {
 
 
 def trap_text(exc: BaseException) -> str:
-    """wasmtime's trap, named with the words `_sandbox._classify_trap` looks for."""
+    """wasmtime's trap, named with the words `_result.classify_trap` looks for."""
     code = getattr(exc, "trap_code", None)
     if code == wasmtime.TrapCode.INTERRUPT:
         return f"wasm trap: interrupt (epoch deadline)\n{exc}"
