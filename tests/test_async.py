@@ -207,3 +207,15 @@ async def test_cancelling_during_a_slow_tool_call_stops_the_guest() -> None:
         release.set()
     # The guest stopped at the cancellation although the handler was still running (its thread cannot be killed).
     assert stopped < 10
+
+
+async def test_cancelling_a_run_in_a_worker_process_stops_it() -> None:
+    async with AsyncSandbox(executor="processes", limits=Limits(timeout_s=60)) as sb:
+        assert (await sb.run("6 * 7")).value == "42"  # a worker is up
+        started = time.monotonic()
+        with anyio.move_on_after(0.3) as scope:
+            await sb.run(SPIN)
+        stopped = time.monotonic() - started
+        assert scope.cancelled_caught
+        assert (await sb.run("'next'")).value == "'next'"  # a new worker took over
+    assert stopped < 10

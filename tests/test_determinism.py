@@ -213,3 +213,11 @@ def test_deterministic_fork_continues_identically(image: str) -> None:
         s.run("import random, os, time\nrandom.random(); os.urandom(3); time.time()")
         with s.fork() as child:
             assert child.run(code).value == s.run(code).value
+
+
+def test_deterministic_runs_in_worker_processes_match_in_process_runs() -> None:
+    code = "import os, random, time\n(random.random(), os.urandom(4).hex(), time.time())"
+    with Sandbox(deterministic=True, executor="inline") as here, Sandbox(deterministic=True, executor="processes") as there:
+        local, remote = here.run(code), there.run(code)
+    assert local.ok and remote.ok, (local.error, remote.error)
+    assert local.value == remote.value

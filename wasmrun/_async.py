@@ -117,6 +117,7 @@ class AsyncSandbox:
         seed: int | None = None,
         prewarm: int | None = None,
         image: str = "default",
+        executor: str = "auto",
         deterministic: bool = False,
         max_concurrency: int | None = None,
     ) -> None:
@@ -124,7 +125,13 @@ class AsyncSandbox:
         if max_concurrency is not None and (bad or max_concurrency > 1024):
             raise ValueError(f"max_concurrency must be an int between 1 and 1024, got {max_concurrency!r}")
         self._make = lambda: Sandbox(
-            limits=limits, tools=tools, seed=seed, prewarm=prewarm, image=image, deterministic=deterministic
+            limits=limits,
+            tools=tools,
+            seed=seed,
+            prewarm=prewarm,
+            image=image,
+            executor=executor,
+            deterministic=deterministic,
         )
         self._limiter = anyio.CapacityLimiter(max_concurrency or _default_concurrency())
         self._sandbox: Sandbox | None = None

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._runstate import RunState
+
 
 class RateLimiter:
     """A token bucket: `calls` per `per_s` seconds, shared by every run of the registry."""
@@ -112,3 +114,20 @@ class Workers:
 
 async def _await(value: Any) -> Any:
     return await value
+
+
+_CANCEL_POLL_S = 0.005  # how soon a wait notices that its run was cancelled (one epoch tick)
+
+
+def wait_for(done: threading.Event, run: RunState | None, timeout_s: float) -> bool:
+    """`done.wait(timeout_s)`, but False soon after the run is cancelled (`RunState.cancel`, an `AsyncSandbox` task).
+
+    The handler itself keeps running (a thread cannot be killed); the caller stops the guest.
+    """
+    if run is None:
+        return done.wait(timeout_s)
+    end = time.monotonic() + timeout_s
+    while not done.wait(min(_CANCEL_POLL_S, max(0.0, end - time.monotonic()))):
+        if run.cancel.is_set() or time.monotonic() >= end:
+            return False
+    return True

@@ -32,11 +32,9 @@ import pydantic_core
 from .._errors import WasmrunError
 from .._runstate import RunState, Trap
 from ._audit import AuditLog, Outcome, Source, ToolCallRecord
-from ._handlers import Job, RateLimiter, Workers, run_inline
+from ._handlers import Job, RateLimiter, Workers, run_inline, wait_for
 from ._schema import ToolSignature, drop_default_nulls, openai_parameters
 from ._schema_tool import InvalidArguments, SchemaSignature
-
-_CANCEL_POLL_S = 0.005  # how soon a tool wait notices that its run was cancelled (one epoch tick)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -372,15 +370,13 @@ class ToolRegistry:
 
         def deadline_passed(what: str) -> ToolCallRecord:
             assert run is not None
+            if run.cancel.is_set():  # the caller cancelled the run (AsyncSandbox): stop the guest now
+                finish("allowed", "error", shown, error=f"{name}: the run was cancelled")
+                run.cancelled = True
+                raise Trap("run cancelled")
             finish("allowed", "timeout", shown, error=f"{name}: {what} at the run's deadline")
             run.timed_out = True
             raise Trap(f"tool {name}: {what} at the run's deadline")
-
-        def cancelled() -> ToolCallRecord:
-            assert run is not None
-            finish("allowed", "error", shown, error=f"{name}: the run was cancelled")
-            run.cancelled = True
-            raise Trap("run cancelled")
 
         # policy -> approval (bounded by the run's deadline: an approver may be a slow human)
         call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
@@ -388,10 +384,8 @@ class ToolRegistry:
             gate = Job(self._check_policy, (tool, call), {})
             if not self._workers.submit(gate):
                 return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
-            if not _wait(gate.done, run, _remaining(run, self.approval_timeout_s)):
-                if run is not None and run.cancel.is_set():
-                    return cancelled()
-                if run is not None and time.monotonic_ns() >= run.deadline_ns:
+            if not wait_for(gate.done, run, _remaining(run, self.approval_timeout_s)):
+                if run is not None and (run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns):
                     return deadline_passed("waiting for policy or approval")
                 return finish("denied", "denied", shown, reason="approval timed out",
                               error=f"{name}: denied: approval timed out")  # fmt: skip
@@ -410,10 +404,8 @@ class ToolRegistry:
         elif not self._workers.submit(job):
             return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
         wait_s = _remaining(run, tool.timeout_s)
-        if not _wait(job.done, run, wait_s) or (tool.inline and time.perf_counter() - started > wait_s):
-            if run is not None and run.cancel.is_set():
-                return cancelled()
-            if run is not None and time.monotonic_ns() >= run.deadline_ns:
+        if not wait_for(job.done, run, wait_s) or (tool.inline and time.perf_counter() - started > wait_s):
+            if run is not None and (run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns):
                 return deadline_passed("still running")
             return finish("allowed", "timeout", shown, error=f"{name}: timed out after {tool.timeout_s:g}s")
         if job.error is not None:
@@ -479,20 +471,6 @@ class ToolRegistry:
             ctx.total_calls += 1
             ctx.calls_by_tool[tool.name] = used + 1
         return None
-
-
-def _wait(done: threading.Event, run: RunState | None, timeout_s: float) -> bool:
-    """`done.wait(timeout_s)`, but a cancelled run (`RunState.cancel`, an `AsyncSandbox` task) stops waiting soon.
-
-    The handler itself keeps running (a thread cannot be killed); the guest is stopped.
-    """
-    if run is None:
-        return done.wait(timeout_s)
-    end = time.monotonic() + timeout_s
-    while not done.wait(min(_CANCEL_POLL_S, max(0.0, end - time.monotonic()))):
-        if run.cancel.is_set() or time.monotonic() >= end:
-            return False
-    return True
 
 
 def _remaining(run: RunState | None, limit_s: float) -> float:
