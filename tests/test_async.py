@@ -9,8 +9,8 @@ import time
 
 import anyio
 import pytest
-from conftest import IMAGES
 import wasmtime
+from conftest import IMAGES
 
 import wasmrun
 from wasmrun import AsyncSandbox, Limits

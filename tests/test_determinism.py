@@ -123,7 +123,10 @@ def test_virtual_clock_starts_at_the_documented_instant(image: str) -> None:
 @pytest.mark.parametrize("image", IMAGES)
 def test_seed_changes_the_draws(image: str) -> None:
     code = "import os, random\n(random.random(), os.urandom(8).hex())"
-    with Sandbox(image=image, deterministic=True, seed=1) as one, Sandbox(image=image, deterministic=True, seed=2) as two:
+    with (
+        Sandbox(image=image, deterministic=True, seed=1) as one,
+        Sandbox(image=image, deterministic=True, seed=2) as two,
+    ):
         a, b = one.run(code), two.run(code)
     assert a.ok and b.ok
     random_a, entropy_a = eval(a.value or "")
@@ -217,7 +220,10 @@ def test_deterministic_fork_continues_identically(image: str) -> None:
 
 def test_deterministic_runs_in_worker_processes_match_in_process_runs() -> None:
     code = "import os, random, time\n(random.random(), os.urandom(4).hex(), time.time())"
-    with Sandbox(deterministic=True, executor="inline") as here, Sandbox(deterministic=True, executor="processes") as there:
+    with (
+        Sandbox(deterministic=True, executor="inline") as here,
+        Sandbox(deterministic=True, executor="processes") as there,
+    ):
         local, remote = here.run(code), there.run(code)
     assert local.ok and remote.ok, (local.error, remote.error)
     assert local.value == remote.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -34,7 +35,8 @@ def cache_copy(tmp_path: Path, image_dir: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def _cwasm(directory: Path) -> Path:
-    (path,) = directory.glob("guest-wasmtime*.cwasm")
+    """This wasmtime's compiled image in `directory` (a shared cache may also hold other versions' images)."""
+    (path,) = directory.glob(f"guest-wasmtime{importlib.metadata.version('wasmtime')}-*.cwasm")
     return path
 
 
