@@ -9,8 +9,6 @@ It exits at the end of its input.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from . import _workers
@@ -53,11 +51,7 @@ def _serve(job: _workers.Job, channel: _workers.Channel) -> Result:
 
 
 def main() -> None:
-    # The protocol owns the real stdout; anything else printing goes to stderr.
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    channel = _workers.Channel(0, out_fd, _workers.ToWorker)
+    channel = _workers.Channel.of_this_process(_workers.ToWorker)
     channel.send(_workers.Ready())
     while True:
         try:

@@ -87,7 +87,7 @@ class ToolReply(msgspec.Struct, frozen=True, tag="reply"):
 
 
 class Ready(msgspec.Struct, frozen=True, tag="ready"):
-    """Worker to caller, once, after start-up."""
+    """Worker to caller, once, after start-up (of any `WorkerProcess`)."""
 
 
 class Done(msgspec.Struct, frozen=True, tag="done"):
@@ -123,7 +123,19 @@ class Channel:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(incoming)
 
-    def send(self, message: msgspec.Struct) -> None:
+    @classmethod
+    def of_this_process(cls, incoming: Any) -> Channel:
+        """A worker process's end: requests on stdin, replies on the real stdout.
+
+        Anything else that prints (the worker's own code, libraries) goes to stderr
+        instead, so it cannot corrupt the protocol.
+        """
+        out_fd = os.dup(1)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        return cls(0, out_fd, incoming)
+
+    def send(self, message: Any) -> None:
         data = self._encoder.encode(message)
         view = memoryview(_HEADER.pack(len(data)) + data)
         while view:
@@ -167,13 +179,18 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-class Worker:
-    """One ``python -m wasmrun._worker_main`` process, serving one job at a time."""
+class WorkerProcess:
+    """A ``python -m <module>`` child process of this ``wasmrun``, spoken to over a `Channel` on its stdin/stdout.
 
-    def __init__(self) -> None:
+    Its stderr is kept (in a temporary file) for `describe_exit`. Used by the
+    workers of `Sandbox(executor=...)` (`Worker`) and by the eval harness's
+    processes backend; each defines its own messages.
+    """
+
+    def __init__(self, module: str, incoming: Any) -> None:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasmrun._worker_main"],
+            [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -181,11 +198,51 @@ class Worker:
             bufsize=0,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.channel = Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno(), FromWorker)
+        self.channel = Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno(), incoming)
 
     def wait_ready(self) -> None:
+        """Wait for the child's `Ready`; `WorkerDied`, or `TimeoutError` after `START_TIMEOUT_S`."""
         if not isinstance(self.channel.receive(START_TIMEOUT_S), Ready):
             raise WorkerDied("unexpected start-up message")
+
+    def describe_exit(self, wait_s: float = 0.0) -> str:
+        """The child's exit status (waiting up to `wait_s` for it) and the tail of its stderr."""
+        try:
+            status = self.proc.wait(timeout=wait_s) if wait_s else self.proc.poll()
+        except subprocess.TimeoutExpired:
+            status = None
+        try:
+            self._stderr.seek(0)
+            tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            tail = ""
+        return f"exit status {status}" + (f": {tail}" if tail else "")
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the child: end of input (it exits by itself), or at once."""
+        try:
+            if kill:
+                self.proc.kill()
+            elif self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+
+
+class Worker(WorkerProcess):
+    """One ``python -m wasmrun._worker_main`` process, serving one job at a time."""
+
+    def __init__(self) -> None:
+        super().__init__("wasmrun._worker_main", FromWorker)
 
     def run(
         self, job: Job, state: RunState, dispatch: Callable[[str, str], tuple[bool, str]], wait_s: float,
@@ -218,33 +275,6 @@ class Worker:
                 raise WorkerDied(message.message)
             else:
                 raise WorkerDied(f"unexpected message {type(message).__name__}")
-
-    def describe_exit(self) -> str:
-        try:
-            self._stderr.seek(0)
-            tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
-        except (OSError, ValueError):
-            tail = ""
-        return f"exit status {self.proc.poll()}" + (f": {tail}" if tail else "")
-
-    def close(self, *, kill: bool = False) -> None:
-        """Stop the worker: end of input (it exits by itself), or at once."""
-        try:
-            if kill:
-                self.proc.kill()
-            elif self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
 
 
 class WorkerPool:

@@ -9,7 +9,8 @@ than one) and linearly on processes. Long, CPU-bound runs scale on threads too.
 See ``wasmrun/eval/README.md``, "Throughput".
 
 Each worker is ``python -m wasmrun.eval._worker`` (same interpreter, same
-``wasmrun``), spoken to over a pipe with one JSON line per batch. Plain
+``wasmrun``), a `wasmrun._workers.WorkerProcess` spoken to over its pipe with
+one msgpack message per batch (the framing `Sandbox`'s workers use). Plain
 subprocesses rather than ``multiprocessing``: nothing depends on how the
 caller's ``__main__`` can be re-imported (scripts without a main guard,
 notebooks and ``python -`` all work), and nothing is forked from a process
@@ -19,119 +20,65 @@ on the host side of their sandboxes, exactly as the thread backend does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
-import os
 import queue
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final, TypeAlias
 
 from .._limits import Limits
+from .._workers import START_TIMEOUT_S, Ready, WorkerDied, WorkerProcess
 from ._outcome import Outcome, drain
 
 #: Samples per batch sent to a worker: amortizes the pipe round trip, keeps the load balanced.
 MAX_BATCH: Final = 8
 #: Batches sent ahead to each worker, so it never waits for this process between batches.
 IN_FLIGHT: Final = 2
-#: How long a worker may take to start (import wasmrun, load the guest image).
-START_TIMEOUT_S: Final = 120.0
+
+
+#: What a worker sends: `Ready` once, then one list of ``(index, Outcome)`` per batch.
+FromEvalWorker: TypeAlias = Ready | list[tuple[int, Outcome]]
+#: What a worker is sent: `Limits` (as a dict) once, then batches of ``(index, program)``.
+ToEvalWorker: TypeAlias = dict[str, Any] | list[tuple[int, str]]
 
 
 class WorkerError(RuntimeError):
     """A worker process died or broke the protocol; the evaluation stops (its journal allows a resume)."""
 
 
-def _worker_env() -> dict[str, str]:
-    """The caller's environment, with this very ``wasmrun`` first on the import path."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
+class _Worker(WorkerProcess):
+    """One ``python -m wasmrun.eval._worker`` process; every failure of it is a `WorkerError`."""
 
+    def __init__(self) -> None:
+        super().__init__("wasmrun.eval._worker", FromEvalWorker)
 
-class _Worker:
-    """One ``python -m wasmrun.eval._worker`` process."""
-
-    def __init__(self, limits: Limits, env: dict[str, str]) -> None:
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasmrun.eval._worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-        )
-        self._send({"limits": dataclasses.asdict(limits)})
-
-    def _send(self, message: Any) -> None:
-        assert self.proc.stdin is not None
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
         try:
-            self.proc.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise self._died(f"cannot write to it ({exc})") from None
+            yield
+        except (WorkerDied, OSError, TimeoutError) as exc:
+            what = f"{str(exc) or type(exc).__name__} ({self.describe_exit(wait_s=5)})"
+            raise WorkerError(f"eval worker process {self.proc.pid} failed: {what}") from None
 
-    def _receive(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise self._died("it closed its output")
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            raise self._died(f"it sent {line[:200]!r}") from None
-
-    def _died(self, what: str) -> WorkerError:
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            status = None
-        self._stderr.seek(0)
-        tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
-        detail = f"\n{tail}" if tail else ""
-        return WorkerError(f"eval worker process {self.proc.pid} failed: {what} (exit status {status}){detail}")
-
-    def wait_ready(self) -> None:
-        """Block until the worker has loaded the guest image."""
-        if self._receive() != {"ready": True}:
-            raise self._died("unexpected start-up message")
+    def start(self, limits: Limits) -> None:
+        """Give the worker its limits and wait until it has loaded the guest image."""
+        with self._failures():
+            self.channel.send(dataclasses.asdict(limits))
+            self.wait_ready()
 
     def send(self, batch: Sequence[tuple[int, str]]) -> None:
         """Queue one batch of ``(index, program)`` (the worker answers batches in the order sent)."""
-        self._send([list(job) for job in batch])
+        with self._failures():
+            self.channel.send(batch)
 
     def receive(self) -> list[tuple[int, Outcome]]:
         """The answer to the oldest batch sent and not yet received."""
-        reply = self._receive()
-        results: list[tuple[int, Outcome]] = []
-        for index, outcome in reply:
-            passed, result, category, error_type, duration = outcome
-            results.append((int(index), (bool(passed), str(result), str(category), error_type, float(duration))))
-        return results
-
-    def close(self, *, kill: bool = False) -> None:
-        """Stop the worker (politely: end of input; or at once)."""
-        try:
-            if kill:
-                self.proc.kill()
-            elif self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+        with self._failures():
+            reply = self.channel.receive()
+            if not isinstance(reply, list):
+                raise WorkerDied(f"unexpected message {type(reply).__name__}")
+            return reply
 
 
 def _batches(jobs: Sequence[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -149,12 +96,11 @@ def run_processes(
     lock = threading.Lock()
     stop = threading.Event()
     done: queue.Queue[list[tuple[int, Outcome]] | BaseException | None] = queue.Queue()
-    env = _worker_env()
-    pool = [_Worker(limits, env) for _ in range(count)]
+    pool = [_Worker() for _ in range(count)]
 
     def serve(worker: _Worker) -> None:
         try:
-            worker.wait_ready()
+            worker.start(limits)
             outstanding = 0
             while True:
                 while outstanding < IN_FLIGHT and not stop.is_set():  # keep the worker busy between answers
