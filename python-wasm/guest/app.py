@@ -87,6 +87,10 @@ from wit_world.imports import host as _host  # noqa: E402
 
 if "asyncio.selector_events" in sys.modules:  # preloaded: patch the snapshot's copy once, at build time
     _core.socketless_event_loop(sys.modules["asyncio.selector_events"])
+if "threading" in sys.modules:
+    _core.solo_threading(sys.modules["threading"])
+if "queue" in sys.modules:
+    _core.solo_queue(sys.modules["queue"])
 
 _core.SHIM_FILES.add(__file__)
 

@@ -90,6 +90,86 @@ def socketless_event_loop(selector_events: types.ModuleType) -> None:
     loop._close_self_pipe = lambda self: None
 
 
+DEADLOCK = (
+    "deadlock: waiting without a timeout for a lock, event, condition or queue that nothing can "
+    "release (the sandbox runs a single thread); pass a timeout, or do not wait"
+)
+
+
+class SoloLock:
+    """``threading.Lock`` for an interpreter that can never run a second thread.
+
+    A held lock can only be released by the code that is now waiting for it, so
+    an untimed wait is a certain deadlock. CPython-on-WASI aborts the whole
+    interpreter there (a wasm trap: the run would end as a ``GuestCrash``), and
+    the scientific image's CPython aborts on a *timed* wait too. This lock raises
+    ``RuntimeError`` for the certain deadlock, and a timed wait sleeps for its
+    timeout (bounded by the run's deadline like any sleep) and fails, as it would
+    if another thread held the lock throughout.
+    """
+
+    __slots__ = ("_locked",)
+
+    def __init__(self) -> None:
+        self._locked = False
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        if not self._locked:
+            self._locked = True
+            return True
+        if not blocking:
+            return False
+        if timeout == -1:
+            raise RuntimeError(DEADLOCK)
+        import time
+
+        time.sleep(timeout)
+        return False
+
+    __enter__ = acquire
+    acquire_lock = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        self._locked = False
+
+    release_lock = release
+
+    def locked(self) -> bool:
+        return self._locked
+
+    def _at_fork_reinit(self) -> None:
+        self._locked = False
+
+    def __repr__(self) -> str:
+        return f"<{'locked' if self._locked else 'unlocked'} {type(self).__name__} object at {id(self):#x}>"
+
+
+def solo_threading(module: types.ModuleType) -> None:
+    """Make `threading`'s locks (and with them Event, Condition, Semaphore, Barrier, queue.Queue) `SoloLock`s.
+
+    Applied to ``threading`` by each image's glue (at build time when the snapshot
+    holds it, else right after it is imported). ``_thread.allocate_lock`` itself is
+    left alone: the import system's own locks use it.
+    """
+    module.Lock = module._allocate_lock = SoloLock  # type: ignore[attr-defined]
+
+
+def solo_queue(module: types.ModuleType) -> None:
+    """``queue.SimpleQueue`` is a C type that blocks in C: use the pure-Python one (built on `SoloLock`s)."""
+    fallback = getattr(module, "_PySimpleQueue", None)
+    if fallback is not None:
+        module.SimpleQueue = fallback  # type: ignore[attr-defined]
+
+
 def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
     import inspect
 

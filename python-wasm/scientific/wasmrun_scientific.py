@@ -143,11 +143,13 @@ _HOOKS = {
     "matplotlib": (_set_mpl_env, _after_matplotlib),
     "matplotlib.pyplot": (_no_env, _after_pyplot),
     "asyncio.selector_events": (_no_env, _core.socketless_event_loop),
+    "threading": (_no_env, _core.solo_threading),
+    "queue": (_no_env, _core.solo_queue),
 }
 
 
 class _MatplotlibFinder:
-    """Puts `_HookedLoader` in front of matplotlib's and pyplot's own loaders."""
+    """Puts `_HookedLoader` in front of the loaders of the modules in `_HOOKS`."""
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
@@ -197,6 +199,9 @@ def capture(all_figures: bool) -> None:
 def install() -> None:
     """Called once per instance, when the host loads this module (trusted)."""
     sys.meta_path.insert(0, _MatplotlibFinder)
+    for name in ("threading", "queue"):  # already imported (by this shim's own imports): patch them now
+        if name in sys.modules:
+            _HOOKS[name][1](sys.modules[name])
 
 
 def warm() -> None:

@@ -51,17 +51,62 @@ def test_deadline_stops_the_guest(box: Sandbox, healthy: Callable[[], Result], c
     healthy()
 
 
-def test_waiting_on_an_event_cannot_block(box: Sandbox, image: str, healthy: Callable[[], Result]) -> None:
-    """Neither image has threads, so nothing could ever set the event: the wait must not hang the run.
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("import threading; threading.Event().wait()", id="event"),
+        pytest.param("import threading; lock = threading.Lock(); lock.acquire(); lock.acquire()", id="lock"),
+        pytest.param("import threading; c = threading.Condition(); c.acquire(); c.wait()", id="condition"),
+        pytest.param("import threading; threading.Semaphore(0).acquire()", id="semaphore"),
+        pytest.param("import queue; queue.Queue().get()", id="queue"),
+        pytest.param("import queue; queue.SimpleQueue().get()", id="simple-queue"),
+    ],
+)
+def test_a_wait_nothing_can_end_is_a_deadlock_error(box: Sandbox, healthy: Callable[[], Result], code: str) -> None:
+    """Neither image has threads, so nothing could ever end the wait: a clear error, at once.
 
-    The default image's single-threaded lock returns at once; the scientific
-    image's thread stub aborts the guest (a wasm trap, reported as ``internal``).
+    (CPython-on-WASI itself aborts the interpreter there: a GuestCrash on both images.)
     """
+    result = box.run(code, limits=SHORT)
+    assert result.error is not None
+    assert (result.error.kind, result.error.type) == ("exception", "RuntimeError"), result.error
+    assert result.error.message.startswith("deadlock: waiting without a timeout"), result.error.message
+    healthy()
+
+
+def test_a_timed_wait_waits_its_timeout_and_fails(box: Sandbox, healthy: Callable[[], Result]) -> None:
+    code = (
+        "import queue, threading, time\n"
+        "lock = threading.Lock()\n"
+        "lock.acquire()\n"
+        "started = time.monotonic()\n"
+        "got = [lock.acquire(timeout=0.05), threading.Event().wait(0.05), lock.acquire(False)]\n"
+        "try:\n"
+        "    queue.Queue().get(timeout=0.05)\n"
+        "except queue.Empty:\n"
+        "    got.append('empty')\n"
+        "print(got, time.monotonic() - started >= 0.15)\n"
+        "with threading.RLock(), threading.RLock():\n"
+        "    print(threading.Event().is_set())\n"
+    )
+    result = box.run(code, limits=SHORT)
+    assert result.ok, result.error
+    assert result.stdout == "[False, False, False, 'empty'] True\nFalse\n"
+    healthy()
+
+
+def test_a_long_timed_wait_ends_at_the_deadline(box: Sandbox, healthy: Callable[[], Result]) -> None:
     result = box.run("import threading; threading.Event().wait(60)", limits=SHORT)
-    if image == "default":
-        assert result.ok and result.value == "False", result.error
-    else:
-        assert result.error is not None and (result.error.kind, result.error.type) == ("internal", "GuestCrash")
+    assert result.error is not None and result.error.kind == "timeout", result.error
+    healthy()
+
+
+def test_a_deadlock_on_the_raw_thread_lock_is_a_clean_crash(box: Sandbox, healthy: Callable[[], Result]) -> None:
+    """`_thread`'s own lock is left as CPython-on-WASI has it (the import system uses it): it aborts the guest."""
+    result = box.run("import _thread; lock = _thread.allocate_lock(); lock.acquire(); lock.acquire()", limits=SHORT)
+    assert result.error is not None
+    assert (result.error.kind, result.error.type) == ("internal", "GuestCrash"), result.error
+    assert result.error.message == "the guest crashed (wasm trap: wasm `unreachable` instruction executed)"
     healthy()
 
 
