@@ -143,4 +143,7 @@ def classify_trap(state: RunState, fuel_left: int, limits: Limits, trap: str, st
         )
     if state.internal_error:
         return RunError(kind="internal", type="HostError", message=state.internal_error)
-    return RunError(kind="internal", type="GuestCrash", message="the guest crashed (wasm trap)", traceback=trap)
+    # wasmtime's text ends with the cause ("wasm trap: wasm `unreachable` instruction executed").
+    cause = next((line.strip() for line in reversed(trap.splitlines()) if line.strip().startswith("wasm trap")), "")
+    message = f"the guest crashed ({cause or 'wasm trap'})"
+    return RunError(kind="internal", type="GuestCrash", message=message, traceback=trap)

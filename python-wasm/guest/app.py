@@ -94,6 +94,42 @@ if "queue" in sys.modules:
 
 _core.SHIM_FILES.add(__file__)
 
+# The bindings as componentize-py made them, for the shim's own use. Guest code that imports
+# `wit_world.imports.host` gets the checked versions below instead.
+_raw_call = _host.call
+_raw_output = _host.output
+
+
+def _wit_string(value: object, what: str) -> None:
+    """Refuse what cannot become a WIT string with a Python error.
+
+    componentize-py cannot lower a lone surrogate into a WIT string: it executes
+    `unreachable`, which kills the whole instance (the run ends as a GuestCrash).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    value.encode("utf-8")  # UnicodeEncodeError ("surrogates not allowed") names the position
+
+
+def _checked_call(name: str, args: str) -> str:
+    """`host.call` for guest code: invalid text is a Python error, not a crash."""
+    _wit_string(name, "name")
+    _wit_string(args, "args")
+    return _raw_call(name, args)  # type: ignore[no-any-return]
+
+
+def _checked_output(fd: int, text: str) -> None:
+    """`host.output` for guest code: invalid text or fd is a Python error, not a crash."""
+    if not isinstance(fd, int) or not 0 <= fd < 2**32:
+        raise ValueError(f"fd must be an int in [0, 2**32), not {fd!r}")
+    _wit_string(text, "text")
+    _raw_output(fd, text)
+
+
+_checked_call.__name__ = _checked_call.__qualname__ = "call"
+_checked_output.__name__ = _checked_output.__qualname__ = "output"
+_host.call, _host.output = _checked_call, _checked_output  # type: ignore[assignment]
+
 import errno  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
@@ -174,7 +210,7 @@ class _Capture(io.TextIOBase):
 
     def flush(self) -> None:
         if self._parts:
-            _host.output(self._fd, self.take().encode("utf-8", "replace").decode("utf-8"))
+            _raw_output(self._fd, self.take().encode("utf-8", "replace").decode("utf-8"))
 
     def take(self) -> str:
         text = "".join(self._parts)
@@ -203,7 +239,7 @@ class _BinaryCapture(io.RawIOBase):
 def _call(name: str, payload: str) -> str:
     """A tool call through the component import `host.call`."""
     try:
-        return _host.call(name, payload)
+        return _raw_call(name, payload)
     except Err as err:
         raise _core.ToolError(str(err.value)) from None
 

@@ -234,11 +234,28 @@ def test_forged_door_frames_are_answered_safely(box: Sandbox, image: str, health
 
 
 def test_lone_surrogate_through_the_raw_component_door(sandboxes: dict[str, Sandbox]) -> None:
-    """componentize-py cannot lower a lone surrogate into a WIT string: the guest traps, the host does not."""
+    """componentize-py cannot lower a lone surrogate into a WIT string (it executes `unreachable`).
+
+    Guest code that imports the component's `host` bindings gets a Python error;
+    only the runtime's untyped `call_import` below them still kills the guest, cleanly.
+    """
     from security.conftest import LIMITS, check_healthy
 
     box = sandboxes.setdefault("default", Sandbox(limits=LIMITS))
-    result = box.run("from wit_world.imports import host\nhost.call('\\ud800', '{}')")
+    door = "from wit_world.imports import host\n"
+    for code, error in [
+        (door + "host.call('\\ud800', '{}')", "UnicodeEncodeError"),
+        (door + "host.call('echo', '{\"text\": \"\\ud800\"}')", "UnicodeEncodeError"),
+        (door + "host.output(1, 'x\\udfff')", "UnicodeEncodeError"),
+        (door + "host.output(-1, 'x')", "ValueError"),
+        (door + "host.call(b'echo', '{}')", "TypeError"),
+    ]:
+        result = box.run(code)
+        assert result.error is not None, code
+        assert (result.error.kind, result.error.type) == ("exception", error), (code, result.error)
+        check_healthy(box)
+    result = box.run("import componentize_py_runtime as rt\nrt.call_import(0, ['\\ud800', '{}'])")
     assert result.error is not None
     assert (result.error.kind, result.error.type) == ("internal", "GuestCrash")
+    assert result.error.message == "the guest crashed (wasm trap: wasm `unreachable` instruction executed)"
     check_healthy(box)

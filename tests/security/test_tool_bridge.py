@@ -127,11 +127,12 @@ def test_unknown_tool_through_the_raw_door(tbox: Sandbox, image: str, registry: 
             "from wit_world.imports import host\n"
             "out = []\n"
             "for name, args in [('nope', '{}'), ('secret_delete', '{\"path\": \"/\"}'), ('add', '{\"a\": 1}'),\n"
-            "                   ('add', 'not json'), ('add', '{\"a\": 1, \"b\": 2, \"c\": 3}')]:\n"
+            "                   ('add', 'not json'), ('add', '{\"a\": 1, \"b\": 2, \"c\": 3}'),\n"
+            "                   ('echo', '{\"x\": \"\\\\ud800\"}')]:\n"
             "    try:\n"
             "        out.append(('ok', host.call(name, args)))\n"
             "    except Exception as exc:\n"
-            "        out.append(('err', str(exc.args[0] if exc.args else exc)[:40]))\n"
+            "        out.append(('err', str(exc.args[0] if exc.args else exc)[:80]))\n"
             "print(out)"
         )
     else:
@@ -139,18 +140,20 @@ def test_unknown_tool_through_the_raw_door(tbox: Sandbox, image: str, registry: 
             "import _host\n"
             "out = []\n"
             "for name, args in [('nope', '{}'), ('secret_delete', '{\"path\": \"/\"}'), ('add', '{\"a\": 1}'),\n"
-            "                   ('add', 'not json'), ('add', '{\"a\": 1, \"b\": 2, \"c\": 3}')]:\n"
+            "                   ('add', 'not json'), ('add', '{\"a\": 1, \"b\": 2, \"c\": 3}'),\n"
+            "                   ('echo', '{\"x\": \"\\\\ud800\"}')]:\n"
             '    frame = (\'{"op": "call", "name": "%s"}\\n%s\' % (name, args)).encode()\n'
             "    reply = _host.call(frame)\n"
-            "    out.append(('ok' if reply[:1] == b'1' else 'err', reply[1:41].decode()))\n"
+            "    out.append(('ok' if reply[:1] == b'1' else 'err', reply[1:81].decode()))\n"
             "print(out)"
         )
     result = tbox.run(code)
     assert result.ok, result.error
     outcomes = eval(result.stdout)
-    assert [kind for kind, _ in outcomes] == ["err"] * 5, outcomes
+    assert [kind for kind, _ in outcomes] == ["err"] * 6, outcomes
     assert "secret_delete" not in registry.calls  # type: ignore[attr-defined]
-    assert [r.outcome for r in result.tool_calls] == ["invalid", "denied", "invalid", "invalid", "invalid"]
+    assert [r.outcome for r in result.tool_calls] == ["invalid", "denied", "invalid", "invalid", "invalid", "invalid"]
+    assert "surrogates" in outcomes[-1][1]  # an escaped lone surrogate in the arguments: refused by validation
 
 
 def test_tool_calls_after_the_deadline_are_refused(tbox: Sandbox, registry: ToolRegistry) -> None:
