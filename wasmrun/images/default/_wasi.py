@@ -191,9 +191,11 @@ class _Implementations:
         def full(run: RunState) -> Err:
             """A file write past the scratch quota.
 
-            wasi-libc turns every failed stream write into ``EIO`` (it never asks
-            ``filesystem-error-code``), so the guest sees ``OSError: [Errno 29] I/O
-            error``; a note on stderr says why, once per run.
+            The guest cannot be told ``ENOSPC``: its libc (wasi-libc's wasip2 target,
+            ``wasip2_handle_write_error``) turns every failed stream write into ``EIO``
+            without asking ``filesystem-error-code``, which the component does not even
+            import, so no answer of ours can reach it. The guest sees ``OSError: [Errno
+            29] I/O error``, and a note on stderr says why, once per run.
             """
             fs = files_of(run)
             if fs is not None and not fs.quota_reported:
