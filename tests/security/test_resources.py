@@ -136,7 +136,8 @@ def test_deadline_holds_when_the_host_is_busy(box: Sandbox, healthy: Callable[[]
         hog.join()
         sys.setswitchinterval(interval)
     assert result.error is not None and result.error.kind == "timeout"
-    assert elapsed < 4, f"a 1s deadline ended after {elapsed:.1f}s on a busy host"
+    # Counted in ticks it would take ~10 s; the margin is for a loaded machine.
+    assert elapsed < 6, f"a 1s deadline ended after {elapsed:.1f}s on a busy host"
     healthy()
 
 
