@@ -39,7 +39,23 @@ class RunError(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunStats(msgspec.Struct, frozen=True, kw_only=True):
-    """What a run consumed."""
+    """What a run consumed.
+
+    ``fuel_used`` is exact for a run that returns or runs out of fuel, and a
+    *lower bound* for a run stopped at its deadline (or cancelled, or by
+    Ctrl-C): compiled wasm keeps the fuel counter of the running function in a
+    register and writes it back only at calls and returns; the epoch check that
+    stops the guest calls into the runtime without writing it back first, so
+    even the store's fuel read inside the epoch-deadline callback is stale (a
+    ``while True: pass`` stopped after 1 s reports ~10**6 of the ~5*10**8 it used).
+
+    ``memory_bytes`` is the guest's linear memory size at the end of the run
+    where the image can tell (scientific), else None. The default image cannot:
+    its guest is a component whose memory is not exported, and neither
+    wasmtime-py nor wasmtime's C API reaches a component instance's core memory
+    (the store limiter takes fixed limits, without a callback that would see
+    growth), and the guest itself cannot read ``memory.size`` from Python.
+    """
 
     duration_s: float
     fuel_used: int
