@@ -184,3 +184,105 @@ def test_auto_runs_concurrent_guests_in_workers_and_results_are_right() -> None:
 def test_bad_executor_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="executor must be one of"):
         Sandbox(executor="threads")
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+_CTRL_C = """
+import os, signal, sys, threading, time
+import wasmrun
+from wasmrun import _workers
+
+executor, target = sys.argv[1], sys.argv[2]
+sandbox = wasmrun.Sandbox(executor=executor, prewarm=0, limits=wasmrun.Limits(timeout_s=30))
+pool = _workers.shared_pool()
+busy = threading.Thread(target=lambda: None)
+busy.start()
+if executor == "processes":  # start every worker of the pool, so that idle ones see a terminal's Ctrl-C too
+    warm = [threading.Thread(target=sandbox.run, args=("import time; time.sleep(1)",)) for _ in range(pool.size)]
+    for thread in warm:
+        thread.start()
+    for thread in warm:
+        thread.join()
+else:  # "auto": another thread keeps this process busy, so the main thread's run goes to a worker
+    busy = threading.Thread(target=lambda: print("other thread:", sandbox.run("import time; time.sleep(4); 1").value))
+    busy.start()
+    deadline = time.monotonic() + 120
+    while not pool._idle and time.monotonic() < deadline:
+        pool.take()  # starts one in the background
+        time.sleep(0.05)
+seen = {w.proc.pid for w in pool._idle}
+print("workers:", len(seen), flush=True)
+
+
+def ctrl_c():
+    time.sleep(0.5)
+    if target == "group":  # what a terminal's Ctrl-C does: the whole foreground process group
+        os.killpg(os.getpgid(0), signal.SIGINT)
+    else:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=ctrl_c).start()
+started = time.monotonic()
+try:
+    result = sandbox.run("while True: pass")
+    print("not interrupted:", result.error)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt within 10s:", time.monotonic() - started < 10, flush=True)
+busy.join()
+nexts = [sandbox.run(f"{i} * 2") for i in range(pool.size + 1)]  # every worker of the pool gets one
+print("next runs fine:", [r.value for r in nexts] == [str(i * 2) for i in range(pool.size + 1)])
+for r in nexts:
+    if not r.ok:
+        print("failed:", r.error)
+seen |= {w.proc.pid for w in pool._idle}
+sandbox.close()
+print("pids:", *sorted(seen))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("target", ["process", "group"])
+@pytest.mark.parametrize("executor", ["processes", "auto"])
+def test_ctrl_c_stops_a_run_in_a_worker_and_the_next_runs_work(executor: str, target: str) -> None:
+    """Ctrl-C reaches the caller as KeyboardInterrupt; the busy worker is stopped, idle ones survive, none is orphaned.
+
+    A terminal's Ctrl-C signals the whole process group, workers included: a
+    worker must leave Ctrl-C to its caller, or an idle one dies and the next run
+    fails. Runs in a child process (its own process group) so that the signal
+    reaches nothing else.
+    """
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C, executor, target],
+        capture_output=True, text=True, env=env, timeout=300, check=False, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "KeyboardInterrupt within 10s: True" in lines, done.stdout + done.stderr[-3000:]
+    assert int(next(line for line in lines if line.startswith("workers:")).split()[1]) >= 1
+    assert "next runs fine: True" in lines, done.stdout + done.stderr[-3000:]
+    if executor == "auto":
+        assert "other thread: 1" in lines  # a run on another thread is not interrupted
+    pids = [int(pid) for pid in next(line for line in lines if line.startswith("pids:")).split()[1:]]
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _exists(pid)]
+        time.sleep(0.05)
+    assert alive == [], f"worker processes outlived their caller: {alive}"
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

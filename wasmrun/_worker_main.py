@@ -5,10 +5,16 @@ each in an ordinary in-process `Sandbox` (``executor="inline"``). Tool calls
 go back to the caller through `_RemoteTools`, which stands in for the caller's
 registry: it hands the guest the caller's tool specs and forwards every call.
 It exits at the end of its input.
+
+It ignores SIGINT: a terminal's Ctrl-C reaches every process of the
+foreground process group, workers included, but Ctrl-C belongs to the caller,
+which raises `KeyboardInterrupt` and kills the worker that ran the interrupted
+guest. An idle worker that died of it would fail the caller's next run.
 """
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from . import _workers
@@ -51,6 +57,7 @@ def _serve(job: _workers.Job, channel: _workers.Channel) -> Result:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = _workers.Channel.of_this_process(_workers.ToWorker)
     channel.send(_workers.Ready())
     while True:
