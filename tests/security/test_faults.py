@@ -6,6 +6,7 @@ In every case: a clear error, the host alive, the next run fine.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -129,6 +130,66 @@ def test_read_only_cache_still_loads(tmp_path: Path) -> None:
             path.chmod(0o700)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "42"
+
+
+def test_a_failed_cache_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A write that fails half-way (full disk) publishes nothing, and an earlier good entry survives it."""
+    directory = _cache.private_dir(tmp_path / "python-x")
+    artifact = directory / "guest.cwasm"
+    _cache.publish(artifact, lambda tmp: tmp.write_bytes(b"good"))
+    assert _cache.verified(artifact)
+
+    def half_then_full(tmp: Path) -> None:
+        tmp.write_bytes(b"half of a new")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError, match="No space left"):
+        _cache.publish(artifact, half_then_full)
+    with pytest.warns(RuntimeWarning, match="could not cache other.cwasm .*No space left.*Running from memory"):
+        assert _cache.publish_or_warn(directory / "other.cwasm", half_then_full) is False
+    assert sorted(p.name for p in directory.iterdir()) == ["guest.cwasm", "guest.cwasm.sha256", "guest.cwasm.stamp"]
+    assert artifact.read_bytes() == b"good" and _cache.verified(artifact)
+
+
+_FULL_CACHE = """
+import resource, signal, warnings
+import wasmrun
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead of killing us
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+# While the image loads (compiles, then caches), no file may grow past 1 MiB: the 50 MB compiled image
+# cannot be written. (Lifted before the runs: wasmtime's copy-on-write memory image is a memfd, which
+# the limit would also stop, unlike a full cache disk.)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    sandbox = wasmrun.Sandbox(prewarm=0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+with sandbox:
+    print(sandbox.run("6 * 7").value, sandbox.run("print('next')").stdout.strip())
+print([str(w.message) for w in caught if "could not cache" in str(w.message)])
+"""
+
+
+@pytest.mark.slow  # compiles the default image (~30-100 s)
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_cache_that_cannot_be_written_runs_from_memory(tmp_path: Path) -> None:
+    """The compiled image cannot be cached (a real file-size limit): a warning, runs from memory, nothing left behind."""
+    from wasmrun.images.default import _build
+
+    source = _cache.cache_root() / f"python-{_build.image_hash()[:24]}"
+    copy = _cache.private_dir(tmp_path / "cache" / source.name)
+    for name in ("guest.wasm", "guest.wasm.sha256"):  # the built component, not yet compiled for this engine
+        shutil.copy2(source / name, copy / name)
+    env = {**os.environ, "WASMRUN_CACHE_DIR": str(copy.parent), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_CACHE], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "42 next", done.stdout + done.stderr[-2000:]
+    assert "could not cache guest-wasmtime" in lines[1] and "Running from memory" in lines[1], lines[1]
+    left = sorted(p.name for p in copy.iterdir() if not p.name.endswith(".stamp"))
+    assert left == ["build.lock", "guest.wasm", "guest.wasm.sha256"], left  # no partial or unverified artifact
 
 
 _REPLACED_HANDLER = """

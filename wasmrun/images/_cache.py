@@ -24,6 +24,7 @@ import shutil
 import stat
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,22 +129,48 @@ def verified(path: Path) -> bool:
 
 
 def publish(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via `write(tmp)`, then atomically rename into place, then write the sidecar."""
+    """Write via `write(tmp)` and its SHA-256 sidecar, then atomically rename both into place.
+
+    Every byte is written before anything is renamed, so a write that fails (a
+    full disk, a file-size limit, a read-only directory) raises `OSError` and
+    leaves nothing behind: no partial artifact, no stray sidecar.
+    """
+    sidecar = path.with_name(path.name + ".sha256")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
+    sidecar_tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
-        digest = sha256_file(tmp)
+        sidecar_tmp.write_text(sha256_file(tmp) + "\n")
         os.replace(tmp, path)
+        os.replace(sidecar_tmp, sidecar)
     finally:
         tmp.unlink(missing_ok=True)
-    sidecar = path.with_name(path.name + ".sha256")
-    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
-    sidecar_tmp.write_text(digest + "\n")
-    os.replace(sidecar_tmp, sidecar)
+        sidecar_tmp.unlink(missing_ok=True)
+
+
+def publish_or_warn(path: Path, write: Callable[[Path], object]) -> bool:
+    """`publish`, for an artifact the caller already holds in memory: failing to cache it is not fatal.
+
+    A cache that cannot be written (full disk, quota, read-only) gives a
+    `RuntimeWarning` and False; the caller runs from memory, and the next
+    process compiles again.
+    """
+    try:
+        publish(path, write)
+    except OSError as exc:
+        warnings.warn(
+            f"wasmrun could not cache {path.name} in {path.parent}: {exc.strerror or exc}. "
+            "Running from memory; every new process compiles the image again until the cache can be "
+            "written (free some space, or set WASMRUN_CACHE_DIR).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 # -- pruning ---------------------------------------------------------------------------

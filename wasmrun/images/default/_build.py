@@ -27,7 +27,7 @@ import wasmtime
 from wasmtime.component import Component
 
 from ..._errors import ImageError
-from .._cache import cache_root, loaded, private_dir, publish, source_dir, verified
+from .._cache import cache_root, loaded, private_dir, publish, publish_or_warn, source_dir, verified
 
 
 def _source_files(src: Path) -> list[Path]:
@@ -90,7 +90,7 @@ def load_component(engine: wasmtime.Engine, config_tag: str, *, log: Callable[[s
         if log:
             log(f"compiled guest component in {time.perf_counter() - started:.1f}s")
         serialized = component.serialize()
-        publish(cwasm, lambda tmp: tmp.write_bytes(serialized))
-        loaded(cwasm)
+        if publish_or_warn(cwasm, lambda tmp: tmp.write_bytes(serialized)):
+            loaded(cwasm)
         return component
 

