@@ -173,7 +173,7 @@ print([str(w.message) for w in caught if "could not cache" in str(w.message)])
 @pytest.mark.slow  # compiles the default image (~30-100 s)
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 def test_a_cache_that_cannot_be_written_runs_from_memory(tmp_path: Path) -> None:
-    """The compiled image cannot be cached (a real file-size limit): a warning, runs from memory, nothing left behind."""
+    """The compiled image cannot be cached (a real file-size limit): a warning, runs from memory, nothing left."""
     from wasmrun.images.default import _build
 
     source = _cache.cache_root() / f"python-{_build.image_hash()[:24]}"
@@ -200,7 +200,8 @@ sandbox = wasmrun.Sandbox(prewarm=0)
 signal.signal(signal.SIGILL, lambda *args: None)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    trapped = sandbox.run("import _thread\\nlock = _thread.allocate_lock()\\nlock.acquire()\\nlock.acquire()")  # wasm `unreachable`
+    # A deadlock on _thread's own lock aborts the guest: wasm `unreachable`.
+    trapped = sandbox.run("import _thread\\nlock = _thread.allocate_lock()\\nlock.acquire()\\nlock.acquire()")
 print(trapped.error.kind, trapped.error.type)
 print(sandbox.run("6 * 7").value)
 print(len(caught), caught[0].category.__name__, "SIGILL" in str(caught[0].message))
