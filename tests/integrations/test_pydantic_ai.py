@@ -106,6 +106,8 @@ def test_bad_bindings_are_refused(tool_sandbox: wasmrun.Sandbox) -> None:
         run_code_tool(tool_sandbox, name="run code")
     with pytest.raises(TypeError, match="on the RunCode itself"):
         run_code_tool(RunCode(tool_sandbox), limits=wasmrun.Limits(timeout_s=1))
+    with pytest.raises(TypeError, match=r"unexpected option.* limit; the options are environment, files, limits"):
+        run_code_tool(tool_sandbox, limit=wasmrun.Limits(timeout_s=1))  # type: ignore[call-arg]
 
 
 def test_a_malformed_call_is_answered_with_the_run_code_hint(tool_sandbox: wasmrun.Sandbox) -> None:

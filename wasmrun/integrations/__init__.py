@@ -17,4 +17,9 @@ passes in (its `wasmrun.Limits` and `wasmrun.ToolRegistry`, reachable from the c
 as ``import tools``), and answers with the same compact text as
 `wasmrun.agent.RunCode`: a failing program comes back to the model as text
 (error kind, message, the offending line, a hint), never as an exception.
+Their ``run_code_tool`` options are the same everywhere: `CodeToolOptions`.
 """
+
+from ._code_tool import CodeToolOptions
+
+__all__ = ["CodeToolOptions"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from .._limits import Limits
 from .._result import Result
@@ -80,38 +82,54 @@ class CodeTool:
         return outcome.content
 
 
-def code_tool(
-    sandbox: Sandbox | RunCode,
-    *,
-    name: str = RUN_CODE,
-    files: Mapping[str, bytes | str] | None = None,
-    limits: Limits | None = None,
-    environment: str | None = None,
-    max_output_chars: int = 4_000,
-    on_result: Callable[[Result], None] | None = None,
-) -> CodeTool:
-    """Bind ``run_code`` to `sandbox` (or take a ready `RunCode` as it is).
+class CodeToolOptions(TypedDict, total=False):
+    """The keyword options of every adapter's ``run_code_tool`` (and of `code_tool`), all optional.
 
-    `files` are input files every run sees read-only in its working directory;
-    `limits` override the sandbox's for these runs; `environment` tells the
-    model what is installed (by default, what the sandbox's image has);
-    `on_result` is called with each run's `wasmrun.Result` (to keep the files
-    and charts the code made, or to log runs) before the model gets its text.
+    * ``name`` (default ``"run_code"``): the tool's name, a Python identifier;
+    * ``files``: input files every run sees read-only in its working directory;
+    * ``limits``: `wasmrun.Limits` overriding the sandbox's for these runs;
+    * ``environment``: what the model is told is installed (default: what the sandbox's image has);
+    * ``max_output_chars`` (default 4000): how much of each output the model's text keeps;
+    * ``on_result``: called with each run's full `wasmrun.Result` (to keep the files and charts
+      the code made, or to log runs) before the model gets its text.
+
+    ``files``, ``limits`` and ``environment`` need a `wasmrun.Sandbox`: a ready
+    `wasmrun.agent.RunCode` carries its own.
     """
+
+    name: str
+    files: Mapping[str, bytes | str] | None
+    limits: Limits | None
+    environment: str | None
+    max_output_chars: int
+    on_result: Callable[[Result], None] | None
+
+
+_OPTIONS = CodeToolOptions.__optional_keys__
+
+
+def code_tool(sandbox: Sandbox | RunCode, **options: Unpack[CodeToolOptions]) -> CodeTool:
+    """Bind ``run_code`` to `sandbox` (or take a ready `RunCode` as it is), with `CodeToolOptions`."""
+    unknown = sorted(options.keys() - _OPTIONS)
+    if unknown:
+        raise TypeError(f"unexpected option(s) {', '.join(unknown)}; the options are {', '.join(sorted(_OPTIONS))}")
+    name = options.get("name", RUN_CODE)
+    on_result = options.get("on_result")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python identifier, got {name!r}")
     if isinstance(sandbox, RunCode):
-        if files is not None or limits is not None or environment is not None:
+        if {"files", "limits", "environment"} & {k for k, v in options.items() if v is not None}:
             raise TypeError("files, limits and environment are set on the RunCode itself; pass a Sandbox to set them")
         return CodeTool(sandbox, name, on_result)
     if not isinstance(sandbox, Sandbox):
         raise TypeError(f"sandbox must be a wasmrun.Sandbox or wasmrun.agent.RunCode, got {type(sandbox).__name__}")
+    environment = options.get("environment")
     bound = RunCode(
         sandbox,
-        files=files,
-        limits=limits,
+        files=options.get("files"),
+        limits=options.get("limits"),
         environment=environment if environment is not None else environment_of(sandbox),
-        max_output_chars=max_output_chars,
+        max_output_chars=options.get("max_output_chars", 4_000),
     )
     return CodeTool(bound, name, on_result)
 

@@ -18,15 +18,14 @@ Needs ``pip install 'wasmrun[langchain]'`` (``langchain-core`` only).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._limits import Limits
-from .._result import Result
+from typing_extensions import Unpack
+
 from .._sandbox import Sandbox
-from ..agent import RUN_CODE, RunCode
+from ..agent import RunCode
 from ..tools import RunContext, ToolRegistry
-from ._code_tool import DirectTool, code_tool, direct_tools, missing_extra
+from ._code_tool import CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from langchain_core.tools import StructuredTool
@@ -38,30 +37,13 @@ __all__ = ["registry_tools", "run_code_tool"]
 
 def run_code_tool(
     sandbox: Sandbox | RunCode,
-    *,
-    name: str = RUN_CODE,
-    files: Mapping[str, bytes | str] | None = None,
-    limits: Limits | None = None,
-    environment: str | None = None,
-    max_output_chars: int = 4_000,
-    on_result: Callable[[Result], None] | None = None,
+    **options: Unpack[CodeToolOptions],
 ) -> StructuredTool:
     """A LangChain tool running the model's Python in `sandbox` (its limits and tool registry).
 
-    `files` are input files each run sees read-only in its working directory,
-    `limits` override the sandbox's, `environment` tells the model what is
-    installed (default: what the sandbox's image has); `on_result` receives
-    each run's full `wasmrun.Result` (files, charts, tool calls).
+    The options are `wasmrun.integrations.CodeToolOptions`.
     """
-    tool = code_tool(
-        sandbox,
-        name=name,
-        files=files,
-        limits=limits,
-        environment=environment,
-        max_output_chars=max_output_chars,
-        on_result=on_result,
-    )
+    tool = code_tool(sandbox, **options)
 
     def run_code(**arguments: Any) -> str:
         return tool.handle(arguments)
