@@ -17,23 +17,14 @@ lands in ``--out``. No network, no API key.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
+from _q3 import q3_sandbox  # the set-up every Q3 example shares (examples/_q3.py)
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-import wasmrun
 from wasmrun.agent import RUN_CODE
-from wasmrun.agent.seed import (
-    SEED_INSTRUCTIONS,
-    SEED_TASK,
-    recorded_conversation,
-    sales_database,
-    save_artifacts,
-    seed_registry,
-)
+from wasmrun.agent.seed import SEED_INSTRUCTIONS, SEED_TASK, recorded_conversation
 from wasmrun.integrations.langchain import registry_tools, run_code_tool
 
 
@@ -53,17 +44,10 @@ def scripted_model(image: str) -> GenericFakeChatModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", choices=["default", "scientific"], default="default")
-    parser.add_argument("--out", type=Path, default=Path.cwd(), help="where to write the chart")
-    args = parser.parse_args()
-
-    charts: dict[str, bytes] = {}
-    limits = wasmrun.Limits(timeout_s=60 if args.image == "scientific" else 10)
-    with sales_database() as db, wasmrun.Sandbox(tools=seed_registry(db), limits=limits, image=args.image) as sandbox:
+    with q3_sandbox(__doc__) as (example, sandbox):
         tools = {tool.name: tool for tool in registry_tools(sandbox)}
-        tools[RUN_CODE] = run_code_tool(sandbox, on_result=lambda result: charts.update(result.files))
-        model = scripted_model(args.image)
+        tools[RUN_CODE] = run_code_tool(sandbox, on_result=example.keep_files)
+        model = scripted_model(example.image)
         messages: list[BaseMessage] = [SystemMessage(SEED_INSTRUCTIONS), HumanMessage(SEED_TASK)]
         while True:  # the tool-calling loop an agent runs
             reply = model.invoke(messages)
@@ -78,8 +62,7 @@ def main() -> None:
                 print(f"{call['name']} -> model: {str(result.content)[:300]}")
                 messages.append(result)
 
-    written = save_artifacts(charts, args.out)
-    print(f"\n{messages[-1].content}\n\nchart: {', '.join(map(str, written))}")
+    example.finish(messages[-1].content)
 
 
 if __name__ == "__main__":

@@ -15,22 +15,12 @@ nothing leaves the machine; the chart lands in ``--out``. No network, no API key
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
+from _q3 import q3_sandbox  # the set-up every Q3 example shares (examples/_q3.py)
 from agents import Agent, RunConfig, Runner
 from agents.items import ToolCallItem, ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-import wasmrun
-from wasmrun.agent.seed import (
-    SEED_INSTRUCTIONS,
-    SEED_TASK,
-    recorded_conversation,
-    sales_database,
-    save_artifacts,
-    seed_registry,
-)
+from wasmrun.agent.seed import SEED_INSTRUCTIONS, SEED_TASK, recorded_conversation
 from wasmrun.integrations.openai_agents import registry_tools, run_code_tool
 
 
@@ -46,20 +36,13 @@ def scripted_model(image: str) -> ScriptedModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", choices=["default", "scientific"], default="default")
-    parser.add_argument("--out", type=Path, default=Path.cwd(), help="where to write the chart")
-    args = parser.parse_args()
-
-    charts: dict[str, bytes] = {}
-    limits = wasmrun.Limits(timeout_s=60 if args.image == "scientific" else 10)
-    with sales_database() as db, wasmrun.Sandbox(tools=seed_registry(db), limits=limits, image=args.image) as sandbox:
+    with q3_sandbox(__doc__) as (example, sandbox):
         agent = Agent(
             name="analyst",
             instructions=SEED_INSTRUCTIONS,
-            model=scripted_model(args.image),
+            model=scripted_model(example.image),
             tools=[
-                run_code_tool(sandbox, on_result=lambda result: charts.update(result.files)),
+                run_code_tool(sandbox, on_result=example.keep_files),
                 *registry_tools(sandbox),
             ],
         )
@@ -72,8 +55,7 @@ def main() -> None:
             )
         elif isinstance(item, ToolCallOutputItem):
             print(f"tool -> model: {str(item.output)[:300]}")
-    written = save_artifacts(charts, args.out)
-    print(f"\n{result.final_output}\n\nchart: {', '.join(map(str, written))}")
+    example.finish(result.final_output)
 
 
 if __name__ == "__main__":

@@ -17,22 +17,12 @@ lands in ``--out`` (default: the current directory). No network, no API key.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
+from _q3 import q3_sandbox  # the set-up every Q3 example shares (examples/_q3.py)
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-import wasmrun
-from wasmrun.agent.seed import (
-    SEED_INSTRUCTIONS,
-    SEED_TASK,
-    recorded_conversation,
-    sales_database,
-    save_artifacts,
-    seed_registry,
-)
+from wasmrun.agent.seed import SEED_INSTRUCTIONS, SEED_TASK, recorded_conversation
 from wasmrun.integrations.pydantic_ai import code_toolset, registry_tools
 
 
@@ -51,18 +41,11 @@ def scripted_model(image: str) -> FunctionModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", choices=["default", "scientific"], default="default")
-    parser.add_argument("--out", type=Path, default=Path.cwd(), help="where to write the chart")
-    args = parser.parse_args()
-
-    charts: dict[str, bytes] = {}
-    limits = wasmrun.Limits(timeout_s=60 if args.image == "scientific" else 10)
-    with sales_database() as db, wasmrun.Sandbox(tools=seed_registry(db), limits=limits, image=args.image) as sandbox:
+    with q3_sandbox(__doc__) as (example, sandbox):
         agent = Agent(
-            scripted_model(args.image),
+            scripted_model(example.image),
             instructions=SEED_INSTRUCTIONS,
-            toolsets=[code_toolset(sandbox, on_result=lambda result: charts.update(result.files))],
+            toolsets=[code_toolset(sandbox, on_result=example.keep_files)],
             tools=registry_tools(sandbox),
         )
         result = agent.run_sync(SEED_TASK)
@@ -75,8 +58,7 @@ def main() -> None:
                 print(f"model -> {part.tool_name}: {shown}")
             elif isinstance(part, ToolReturnPart):
                 print(f"{part.tool_name} -> model: {str(part.content)[:300]}")
-    written = save_artifacts(charts, args.out)
-    print(f"\n{result.output}\n\nchart: {', '.join(map(str, written))}")
+    example.finish(result.output)
 
 
 if __name__ == "__main__":

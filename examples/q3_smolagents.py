@@ -16,21 +16,12 @@ chart lands in ``--out``. No network, no API key.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
+from _q3 import q3_sandbox  # the set-up every Q3 example shares (examples/_q3.py)
 from smolagents import ChatMessage, CodeAgent, MessageRole, Model
 
-import wasmrun
-from wasmrun.agent.seed import (
-    SEED_INSTRUCTIONS,
-    SEED_TASK,
-    recorded_code_turns,
-    sales_database,
-    save_artifacts,
-    seed_registry,
-)
+from wasmrun.agent.seed import SEED_INSTRUCTIONS, SEED_TASK, recorded_code_turns
 from wasmrun.integrations.smolagents import WasmrunExecutor
 
 
@@ -50,18 +41,11 @@ class ScriptedModel(Model):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", choices=["default", "scientific"], default="default")
-    parser.add_argument("--out", type=Path, default=Path.cwd(), help="where to write the chart")
-    args = parser.parse_args()
-
-    charts: dict[str, bytes] = {}
-    limits = wasmrun.Limits(timeout_s=60 if args.image == "scientific" else 10)
-    with sales_database() as db, wasmrun.Sandbox(tools=seed_registry(db), limits=limits, image=args.image) as sandbox:
-        executor = WasmrunExecutor(sandbox, on_result=lambda result: charts.update(result.files))
+    with q3_sandbox(__doc__) as (example, sandbox):
+        executor = WasmrunExecutor(sandbox, on_result=example.keep_files)
         agent = CodeAgent(
             tools=[],
-            model=ScriptedModel(args.image),
+            model=ScriptedModel(example.image),
             executor=executor,
             instructions=SEED_INSTRUCTIONS,
             verbosity_level=-1,
@@ -74,8 +58,7 @@ def main() -> None:
             print(f"sandbox -> model: {str(step.error or step.observations)[:300]}")
         agent.cleanup()
 
-    written = save_artifacts(charts, args.out)
-    print(f"\n{answer}\n\nchart: {', '.join(map(str, written))}")
+    example.finish(answer)
 
 
 if __name__ == "__main__":
