@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import msgspec
@@ -98,6 +99,21 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
         data: dict[str, Any] = msgspec.to_builtins(self)
         data["ok"] = self.ok
         return data
+
+
+def failed_run(code: str, kind: ErrorKind, type_: str, message: str, started: float, fuel: int = 0) -> Result:
+    """The `Result` of a run stopped before the guest produced anything: its error and how long it took.
+
+    `started` is the run's ``time.perf_counter()`` at its start; `fuel` what it used, if anything.
+    """
+    return Result(
+        code=code,
+        stdout="",
+        stderr="",
+        value=None,
+        error=RunError(kind=kind, type=type_, message=message),
+        stats=RunStats(duration_s=time.perf_counter() - started, fuel_used=fuel, memory_bytes=None),
+    )
 
 
 class GuestError(msgspec.Struct, frozen=True):

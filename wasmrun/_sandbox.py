@@ -18,7 +18,7 @@ from ._determinism import VirtualEnvironment
 from ._errors import ReentrancyError, SandboxClosedError
 from ._files import check_files
 from ._limits import Limits
-from ._result import GUEST_OUTCOME, Result, RunError, RunStats, classify_trap
+from ._result import GUEST_OUTCOME, Result, RunError, RunStats, classify_trap, failed_run
 from ._runstate import RunState, Trap, current_run, enter_run, leave_run
 from .images import Backend, GuestTrap, InstancePool
 from .tools import RunContext, ToolRegistry, in_tool_handler
@@ -37,17 +37,6 @@ class CallOutcome:
     result: Result
     trapped: bool  # the guest was stopped by a trap: its instance cannot be called again
     interrupted: bool = False  # Ctrl-C stopped it: the caller raises KeyboardInterrupt once it cleaned up
-
-
-def _failure(code: str, kind: Any, type_: str, message: str, started: float, fuel: int = 0) -> Result:
-    return Result(
-        code=code,
-        stdout="",
-        stderr="",
-        value=None,
-        error=RunError(kind=kind, type=type_, message=message),
-        stats=RunStats(duration_s=time.perf_counter() - started, fuel_used=fuel, memory_bytes=None),
-    )
 
 
 class Sandbox:
@@ -258,7 +247,7 @@ class Sandbox:
                 )  # fmt: skip
             if self.executor == "processes":
                 message = f"no worker process could be started: {pool.start_error}"
-                return _failure(code, "internal", "WorkerError", message, started)
+                return failed_run(code, "internal", "WorkerError", message, started)
             # "auto" with every worker busy or still starting: run here meanwhile.
         if not claimed:
             _workers.inline_runs.claim()
@@ -272,7 +261,7 @@ class Sandbox:
         try:
             size = len(code.encode("utf-8"))
         except UnicodeEncodeError as exc:
-            return _failure(
+            return failed_run(
                 code,
                 "syntax",
                 "UnicodeEncodeError",
@@ -280,7 +269,7 @@ class Sandbox:
                 started,
             )
         if size > limits.max_code_bytes:
-            return _failure(
+            return failed_run(
                 code,
                 "syntax",
                 "ValueError",
@@ -312,7 +301,7 @@ class Sandbox:
         try:
             instance = self._fresh_instance(limits.memory_bytes, code)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            return _failure(
+            return failed_run(
                 code,
                 "memory",
                 "MemoryError",

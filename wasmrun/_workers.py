@@ -45,7 +45,7 @@ from typing import IO, Any, Final
 import msgspec
 
 from ._limits import Limits
-from ._result import Result, RunError, RunStats
+from ._result import Result, failed_run
 from ._runstate import RunState, Trap, enter_run, leave_run
 from .tools import RunContext, ToolRegistry
 
@@ -446,25 +446,15 @@ def execute(
         result = worker.run(job, state, answer, limits.timeout_s + KILL_GRACE_S, cancel)
         usable = True
     except Cancelled:
-        result = _failed(code, "cancelled", "Cancelled", "the run was cancelled by its caller", started)
+        result = failed_run(code, "cancelled", "Cancelled", "the run was cancelled by its caller", started)
     except TimeoutError:
         message = f"the run exceeded its {limits.timeout_s:g}s deadline (Limits.timeout_s); its worker was stopped"
-        result = _failed(code, "timeout", "TimeoutError", message, started)
+        result = failed_run(code, "timeout", "TimeoutError", message, started)
     except (WorkerDied, OSError) as exc:
         message = f"the worker process running this guest failed: {exc} ({worker.describe_exit()})"
-        result = _failed(code, "internal", "WorkerError", message, started)
+        result = failed_run(code, "internal", "WorkerError", message, started)
     finally:
         leave_run()
         pool.give_back(worker, broken=not usable)
     return msgspec.structs.replace(result, tool_calls=tuple(context.records))
 
-
-def _failed(code: str, kind: Any, type_: str, message: str, started: float) -> Result:
-    return Result(
-        code=code,
-        stdout="",
-        stderr="",
-        value=None,
-        error=RunError(kind=kind, type=type_, message=message),
-        stats=RunStats(duration_s=time.perf_counter() - started, fuel_used=0, memory_bytes=None),
-    )
