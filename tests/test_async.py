@@ -162,9 +162,15 @@ async def test_closed_sandbox_refuses_runs() -> None:
 async def test_bad_arguments_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
         AsyncSandbox(max_concurrency=0)
+    # Sandbox's own checks, made in the constructor (the Sandbox itself is made on a worker thread later).
     with pytest.raises(ValueError, match="unknown image"):
-        async with AsyncSandbox(image="nope"):
-            pass
+        AsyncSandbox(image="nope")
+    with pytest.raises(ValueError, match="prewarm must be an int between 0 and 64"):
+        AsyncSandbox(prewarm=-1)
+    with pytest.raises(TypeError, match=r"limits must be a wasmrun\.Limits"):
+        AsyncSandbox(limits=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"unexpected argument.* limit; the arguments are limits, tools"):
+        AsyncSandbox(limit=Limits())  # type: ignore[call-arg]
     async with AsyncSandbox() as sb:
         with pytest.raises(TypeError, match="code must be a str"):
             await sb.run(b"1")  # type: ignore[arg-type]

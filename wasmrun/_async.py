@@ -22,21 +22,22 @@ killed), and its result is dropped.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Self, TypeVar
 
 import anyio
 import anyio.to_thread
+from typing_extensions import Unpack
 
 from ._errors import SandboxClosedError
 from ._limits import Limits
 from ._result import Result
-from ._sandbox import Sandbox
+from ._sandbox import Sandbox, SandboxOptions, SessionOptions, check_options
 from ._session import Session
-from .tools import ToolRegistry
 
 T = TypeVar("T")
 
@@ -87,7 +88,45 @@ async def call_cancellable(
     return box[0]
 
 
-class AsyncSandbox:
+class _AsyncRunner:
+    """What `AsyncSandbox` and `AsyncSession` share: ``async with``, and `run` on the sandbox's worker threads."""
+
+    _limiter: anyio.CapacityLimiter
+
+    async def _started(self) -> Sandbox | Session:
+        """The synchronous sandbox or session behind this one, made (on a worker thread) on first use."""
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        """Raise `SandboxClosedError` if this one refuses runs."""
+
+    async def aclose(self) -> None:
+        """Release what the synchronous sandbox or session holds."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self._started()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def run(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+    ) -> Result:
+        """`Sandbox.run` (`Session.run`) on a worker thread; cancelling the awaiting task stops the guest promptly."""
+        self._check_open()
+        runner = await self._started()
+        return await call_cancellable(lambda cancel: runner._run(code, limits, files, cancel), self._limiter)
+
+
+class AsyncSandbox(_AsyncRunner):
     """`Sandbox` with ``async`` methods, for asyncio and trio (via anyio).
 
     >>> async def main() -> str | None:
@@ -105,47 +144,20 @@ class AsyncSandbox:
     guest within a few epoch ticks and frees its store (see the module notes).
 
     The underlying `Sandbox` (and, on first use in a process, its image) is
-    loaded on a worker thread when the sandbox is entered or first used, so
-    invalid arguments raise there, not in the constructor.
+    loaded on a worker thread when the sandbox is entered or first used; its
+    arguments are checked in the constructor (`wasmrun._sandbox.check_options`).
     """
 
-    def __init__(
-        self,
-        *,
-        limits: Limits | None = None,
-        tools: ToolRegistry | None = None,
-        seed: int | None = None,
-        prewarm: int | None = None,
-        image: str = "default",
-        executor: str = "auto",
-        deterministic: bool = False,
-        max_concurrency: int | None = None,
-    ) -> None:
+    def __init__(self, *, max_concurrency: int | None = None, **options: Unpack[SandboxOptions]) -> None:
+        check_options(options)
         bad = isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
         if max_concurrency is not None and (bad or max_concurrency > 1024):
             raise ValueError(f"max_concurrency must be an int between 1 and 1024, got {max_concurrency!r}")
-        self._make = lambda: Sandbox(
-            limits=limits,
-            tools=tools,
-            seed=seed,
-            prewarm=prewarm,
-            image=image,
-            executor=executor,
-            deterministic=deterministic,
-        )
+        self._make = functools.partial(Sandbox, **options)
         self._limiter = anyio.CapacityLimiter(max_concurrency or _default_concurrency())
         self._sandbox: Sandbox | None = None
         self._closed = False
         self._lock: anyio.Lock | None = None
-
-    async def __aenter__(self) -> AsyncSandbox:
-        await self._started()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     @property
     def sandbox(self) -> Sandbox:
@@ -166,31 +178,11 @@ class AsyncSandbox:
                     self._sandbox.close()
             return self._sandbox
 
-    async def run(
-        self,
-        code: str,
-        *,
-        limits: Limits | None = None,
-        files: Mapping[str, bytes | str] | None = None,
-    ) -> Result:
-        """`Sandbox.run` on a worker thread; cancelling the awaiting task stops the guest promptly."""
+    def _check_open(self) -> None:
         if self._closed:
             raise SandboxClosedError("this AsyncSandbox is closed; create a new one")
-        sandbox = await self._started()
 
-        def work(cancel: threading.Event) -> Result:
-            return sandbox._run(code, limits, files, cancel)
-
-        return await call_cancellable(work, self._limiter)
-
-    def session(
-        self,
-        *,
-        limits: Limits | None = None,
-        total_fuel: int | None = None,
-        lifetime_s: float = 3600.0,
-        idle_timeout_s: float = 600.0,
-    ) -> AsyncSession:
+    def session(self, **options: Unpack[SessionOptions]) -> AsyncSession:
         """An `AsyncSession`: `Sandbox.session` with ``async`` methods (arguments as there).
 
         >>> async with AsyncSandbox() as sb, sb.session() as s:
@@ -198,10 +190,8 @@ class AsyncSandbox:
         ...     (await s.run("x + 1")).value
         '42'
         """
-        if self._closed:
-            raise SandboxClosedError("this AsyncSandbox is closed; create a new one")
-        options = {"limits": limits, "total_fuel": total_fuel, "lifetime_s": lifetime_s}
-        return AsyncSession(self, {**options, "idle_timeout_s": idle_timeout_s})
+        self._check_open()
+        return AsyncSession(self, options)
 
     async def aclose(self) -> None:
         """Refuse further runs, close its sessions and release pre-warmed instances. Runs in progress finish."""
@@ -210,7 +200,7 @@ class AsyncSandbox:
             self._sandbox.close()
 
 
-class AsyncSession:
+class AsyncSession(_AsyncRunner):
     """`Session` with ``async`` methods, from `AsyncSandbox.session()`; usable with ``async with``.
 
     Calls run on the sandbox's worker threads under its ``max_concurrency``.
@@ -220,19 +210,11 @@ class AsyncSession:
     made on first use.
     """
 
-    def __init__(self, sandbox: AsyncSandbox, options: dict[str, Any]) -> None:
+    def __init__(self, sandbox: AsyncSandbox, options: SessionOptions) -> None:
         self._owner = sandbox
+        self._limiter = sandbox._limiter
         self._options = options
         self._session: Session | None = None
-
-    async def __aenter__(self) -> AsyncSession:
-        await self._started()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     @property
     def session(self) -> Session:
@@ -247,32 +229,17 @@ class AsyncSession:
             self._session = sandbox.session(**self._options)
         return self._session
 
-    async def run(
-        self,
-        code: str,
-        *,
-        limits: Limits | None = None,
-        files: Mapping[str, bytes | str] | None = None,
-    ) -> Result:
-        """`Session.run` on a worker thread; cancelling the awaiting task stops the call promptly."""
-        session = await self._started()
-
-        def work(cancel: threading.Event) -> Result:
-            return session._run(code, limits, files, cancel)
-
-        return await call_cancellable(work, self._owner._limiter)
-
     async def fork(self) -> AsyncSession:
         """`Session.fork`, on a worker thread."""
         session = await self._started()
         child = AsyncSession(self._owner, self._options)
-        child._session = await anyio.to_thread.run_sync(session.fork, limiter=self._owner._limiter)
+        child._session = await anyio.to_thread.run_sync(session.fork, limiter=self._limiter)
         return child
 
     async def snapshot(self) -> bytes:
         """`Session.snapshot`, on a worker thread."""
         session = await self._started()
-        return await anyio.to_thread.run_sync(session.snapshot, limiter=self._owner._limiter)
+        return await anyio.to_thread.run_sync(session.snapshot, limiter=self._limiter)
 
     async def aclose(self) -> None:
         """Release the guest (`Session.close`)."""

@@ -8,7 +8,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import msgspec
 import wasmtime
@@ -37,6 +37,57 @@ class CallOutcome:
     result: Result
     trapped: bool  # the guest was stopped by a trap: its instance cannot be called again
     interrupted: bool = False  # Ctrl-C stopped it: the caller raises KeyboardInterrupt once it cleaned up
+
+
+class SandboxOptions(TypedDict, total=False):
+    """`Sandbox`'s keyword arguments (each documented there), for what passes them on (`AsyncSandbox`)."""
+
+    limits: Limits | None
+    tools: ToolRegistry | None
+    seed: int | None
+    prewarm: int | None
+    image: str
+    executor: str
+    deterministic: bool
+
+
+class SessionOptions(TypedDict, total=False):
+    """`Sandbox.session`'s keyword arguments (each documented there), for what passes them on (`AsyncSandbox`)."""
+
+    limits: Limits | None
+    total_fuel: int | None
+    lifetime_s: float
+    idle_timeout_s: float
+
+
+def check_options(options: SandboxOptions) -> None:
+    """Raise the TypeError or ValueError ``Sandbox(**options)`` raises for a bad argument, before any work."""
+    unknown = sorted(options.keys() - SandboxOptions.__optional_keys__)
+    if unknown:
+        known = ", ".join(SandboxOptions.__annotations__)
+        raise TypeError(f"unexpected argument(s) {', '.join(unknown)}; the arguments are {known}")
+    limits, seed, tools = options.get("limits"), options.get("seed"), options.get("tools")
+    prewarm = options.get("prewarm")
+    deterministic = options.get("deterministic", False)
+    image = options.get("image", "default")
+    executor = options.get("executor", "auto")
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
+    if tools is not None and not isinstance(tools, ToolRegistry):
+        raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
+    if not isinstance(image, str):
+        raise TypeError(f"image must be a str, got {type(image).__name__}")
+    if image not in images.IMAGES:
+        raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, images.IMAGES))}")
+    bad_prewarm = isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64
+    if prewarm is not None and bad_prewarm:
+        raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
 
 
 class Sandbox:
@@ -83,27 +134,14 @@ class Sandbox:
         executor: str = "auto",
         deterministic: bool = False,
     ) -> None:
-        if limits is not None and not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        if not isinstance(deterministic, bool):
-            raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
-        if tools is not None and not isinstance(tools, ToolRegistry):
-            raise TypeError(f"tools must be a wasmrun.ToolRegistry, got {type(tools).__name__}")
-        if not isinstance(image, str):
-            raise TypeError(f"image must be a str, got {type(image).__name__}")
-        if image not in images.IMAGES:
-            raise ValueError(f"unknown image {image!r}; available: {', '.join(map(repr, images.IMAGES))}")
+        check_options(SandboxOptions(
+            limits=limits, tools=tools, seed=seed, prewarm=prewarm, image=image, executor=executor,
+            deterministic=deterministic,
+        ))  # fmt: skip
         self.limits = limits or Limits()
         self.tools = tools
         self.deterministic = deterministic
         self.seed = 0 if deterministic and seed is None else seed
-        bad_prewarm = isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 64
-        if prewarm is not None and bad_prewarm:
-            raise ValueError(f"prewarm must be an int between 0 and 64, got {prewarm!r}")
-        if executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
         self.executor = executor
         self.image = image
         self._backend: Backend[Any] = images.backend(image)
