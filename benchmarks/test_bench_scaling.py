@@ -12,7 +12,9 @@ Every figure has its baseline in the same run (ratios matter, not times; nothing
   prewarm       back-to-back fresh `print(1)`: default prewarm vs prewarm=0 (CPU per run in extra_info)
   tool-rt       guest loop of no-op tool calls (inline handler, and the default handler thread) minus
                 the same loop calling a guest-local no-op function
-  cpu-genexpr   `sum(i*i for i in range(10**6))` in a fresh run (fuel on) vs native `exec()`
+  cpu-genexpr   `sum(i*i for i in range(10**6))` in a fresh run (fuel on) vs native `eval()`; the paired rows
+                alternate the two in one loop, per image, and record the median ratio of wall and of thread
+                CPU time (what to quote on a shared machine) and the fuel the run used (a count)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from conftest import scientific_installed
 
 import wasmrun
 
@@ -235,3 +238,40 @@ def test_cpu_genexpr_native(benchmark: Any) -> None:
     code = compile(GENEXPR, "<genexpr>", "eval")
     value = benchmark.pedantic(eval, args=(code,), rounds=7, iterations=1, warmup_rounds=1)
     assert value == sum(i * i for i in range(10**6))
+
+
+@pytest.mark.benchmark(group="cpu-genexpr-paired")
+@pytest.mark.parametrize("image", ["default", "scientific"])
+def test_cpu_genexpr_paired(benchmark: Any, image: str) -> None:
+    """A fresh wasmrun run and a native `eval()` of the same expression, alternating: median per-pair ratios.
+
+    Thread CPU time counts only this thread (the run executes on it, `executor="inline"`), so other processes'
+    load inflates it far less than wall time; the fuel count does not depend on the machine at all.
+    """
+    if image == "scientific" and not scientific_installed():
+        pytest.skip("needs the scientific image (wasmrun image install scientific)")
+    code = compile(GENEXPR, "<genexpr>", "eval")
+    expected = str(eval(code))
+    pairs: list[tuple[float, float, float, float]] = []
+    fuel: list[int] = []
+    with wasmrun.Sandbox(image=image, executor="inline", prewarm=0, limits=wasmrun.Limits(timeout_s=60)) as sb:
+        assert sb.run(GENEXPR).value == expected  # warm-up: image loaded, first-instance costs paid
+
+        def pair() -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            result = sb.run(GENEXPR)
+            wasm = (time.perf_counter() - wall, time.thread_time() - cpu)
+            assert result.value == expected, result.error
+            fuel.append(result.stats.fuel_used)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            eval(code)
+            pairs.append((*wasm, time.perf_counter() - wall, time.thread_time() - cpu))
+
+        benchmark.pedantic(pair, rounds=7, iterations=1)
+    wall_ratios = sorted(w / n for w, _, n, _ in pairs)
+    cpu_ratios = sorted(c / m for _, c, _, m in pairs)
+    benchmark.extra_info["wall_ratio_median"] = round(wall_ratios[len(pairs) // 2], 2)
+    benchmark.extra_info["cpu_ratio_median"] = round(cpu_ratios[len(pairs) // 2], 2)
+    benchmark.extra_info["wasm_cpu_ms_median"] = round(1e3 * sorted(c for _, c, _, _ in pairs)[len(pairs) // 2], 1)
+    benchmark.extra_info["native_cpu_ms_median"] = round(1e3 * sorted(m for *_, m in pairs)[len(pairs) // 2], 1)
+    benchmark.extra_info["fuel"] = fuel[-1]
