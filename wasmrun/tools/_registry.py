@@ -300,13 +300,13 @@ class ToolRegistry:
                 return self._record(ctx, "model", name, next(self._ids), time.time(), time.perf_counter(),
                                     "invalid", "invalid", repr(arguments)[:_RAW_ARGUMENT_PREVIEW],
                                     error=f"{name}: arguments are not JSON-encodable: {_safe_str(exc)}")  # fmt: skip
-        return self._pipeline(ctx, "model", name, arguments, None)
+        return self._pipeline(ctx, "model", name, arguments, None)[0]
 
     def dispatch(self, ctx: RunContext, run: RunState, name: str, args: str) -> tuple[bool, str]:
         """A guest call, from the host import: ``(True, result_json)`` or ``(False, error_message)``."""
-        record = self._pipeline(ctx, "guest", name, args, run)
-        if record.outcome == "ok":
-            return True, msgspec.json.encode(record.result).decode()
+        record, encoded = self._pipeline(ctx, "guest", name, args, run)
+        if encoded is not None:
+            return True, encoded.decode()
         return False, record.error or record.outcome
 
     def _record(
@@ -325,13 +325,21 @@ class ToolRegistry:
             self.audit.write(record, ctx.code)
         return record
 
-    def _pipeline(self, ctx: RunContext, source: Source, name: str, raw: str, run: RunState | None) -> ToolCallRecord:
+    def _pipeline(
+        self, ctx: RunContext, source: Source, name: str, raw: str, run: RunState | None
+    ) -> tuple[ToolCallRecord, bytes | None]:
+        """Run one call through every stage: its record, and the result's JSON when the outcome is "ok".
+
+        This is on the path of every guest tool call (a no-op round trip is a few
+        microseconds of it), so what can be is computed once per tool (`ToolSignature`),
+        and heavy objects are made only for the calls that need them.
+        """
         started_at, started = time.time(), time.perf_counter()
         call_id = next(self._ids)
 
-        def finish(decision: Any, outcome: Outcome, arguments: Any, **details: Any) -> ToolCallRecord:
+        def finish(decision: Any, outcome: Outcome, arguments: Any, **details: Any) -> tuple[ToolCallRecord, None]:
             return self._record(ctx, source, name, call_id, started_at, started, decision, outcome, arguments,
-                                **details)  # fmt: skip
+                                **details), None  # fmt: skip
 
         preview = raw[:_RAW_ARGUMENT_PREVIEW]
         tool = self._tools.get(name)
@@ -339,8 +347,8 @@ class ToolRegistry:
             known = ", ".join(sorted(self._tools)) or "none"
             return finish("invalid", "invalid", preview, error=f"no tool named {name!r} (available: {known})")
 
-        # decode -> validate
-        size = len(raw.encode("utf-8", "surrogatepass"))
+        # decode -> validate (a character is at most 4 bytes: short payloads need no counting)
+        size = len(raw) if 4 * len(raw) <= self.max_argument_bytes else len(raw.encode("utf-8", "surrogatepass"))
         if size > self.max_argument_bytes:
             return finish(
                 "invalid",
@@ -359,7 +367,7 @@ class ToolRegistry:
                 why = f"arguments are not a JSON object: {exc}"
             return finish("invalid", "invalid", preview, error=f"{name}: {why}")
         try:
-            cleaned = drop_default_nulls(decoded, tool.signature.schema)
+            cleaned = drop_default_nulls(decoded, tool.signature.schema) if decoded else decoded
             shown, positional, values = tool.signature.bind(cleaned)
         except pydantic.ValidationError as exc:
             return finish("invalid", "invalid", preview, error=f"{name}: invalid arguments: {_explain(exc)}")
@@ -368,7 +376,7 @@ class ToolRegistry:
         except (RecursionError, ValueError, pydantic_core.PydanticSerializationError):
             return finish("invalid", "invalid", preview, error=f"{name}: arguments are nested too deeply")
 
-        def deadline_passed(what: str) -> ToolCallRecord:
+        def deadline_passed(what: str) -> tuple[ToolCallRecord, None]:
             assert run is not None
             if run.cancel.is_set():  # the caller cancelled the run (AsyncSandbox): stop the guest now
                 finish("allowed", "error", shown, error=f"{name}: the run was cancelled")
@@ -379,8 +387,8 @@ class ToolRegistry:
             raise Trap(f"tool {name}: {what} at the run's deadline")
 
         # policy -> approval (bounded by the run's deadline: an approver may be a slow human)
-        call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
         if self.policy is not None or tool.requires_approval:
+            call = ToolCall(tool=name, arguments=shown, source=source, run_id=ctx.run_id, code=ctx.code)
             gate = Job(self._check_policy, (tool, call), {})
             if not self._workers.submit(gate):
                 return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
@@ -398,18 +406,20 @@ class ToolRegistry:
             return finish("denied", "denied", shown, reason=denial, error=f"{name}: denied: {denial}")
 
         # handler, on a worker thread, bounded by the tool's timeout and the run's deadline
-        job = Job(tool.func, tuple(positional), values)
         if tool.inline:
-            run_inline(job)
-        elif not self._workers.submit(job):
-            return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
-        wait_s = _remaining(run, tool.timeout_s)
-        if not wait_for(job.done, run, wait_s) or (tool.inline and time.perf_counter() - started > wait_s):
+            value, failure = run_inline(tool.func, positional, values)
+            finished = time.perf_counter() - started <= _remaining(run, tool.timeout_s)
+        else:
+            job = Job(tool.func, tuple(positional), values)
+            if not self._workers.submit(job):
+                return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
+            finished = wait_for(job.done, run, _remaining(run, tool.timeout_s))
+            value, failure = job.value, job.error
+        if not finished:
             if run is not None and (run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns):
                 return deadline_passed("still running")
             return finish("allowed", "timeout", shown, error=f"{name}: timed out after {tool.timeout_s:g}s")
-        if job.error is not None:
-            failure = job.error
+        if failure is not None:
             if isinstance(failure, ToolError):
                 message = _safe_str(failure)  # exactly the handler's message
             else:
@@ -418,8 +428,9 @@ class ToolRegistry:
 
         # validate and cap the result
         try:
-            result = tool.signature.returns.dump_python(tool.signature.returns.validate_python(job.value), mode="json")
-            size = len(msgspec.json.encode(result))
+            result = tool.signature.dump_result(value)
+            encoded = msgspec.json.encode(result)
+            size = len(encoded)
         except (pydantic.ValidationError, pydantic_core.PydanticSerializationError, TypeError, ValueError,
                 RecursionError, UnicodeError) as exc:  # fmt: skip
             return finish(
@@ -435,7 +446,7 @@ class ToolRegistry:
                 shown,
                 error=f"{name}: result is {size:,} bytes; the limit is {self.max_result_bytes:,}",
             )
-        return finish("allowed", "ok", shown, result=result)
+        return finish("allowed", "ok", shown, result=result)[0], encoded
 
     def _check_policy(self, tool: Tool, call: ToolCall) -> str | None:
         """None to allow, else the reason for the denial. Runs on a worker thread."""

@@ -74,17 +74,35 @@ class ToolSignature:
         returns = hints.get("return", Any)
         self.returns: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any if returns is None else returns)
         self.return_annotation = inspect.formatannotation(returns)
+        # Computed once, used on every call (`bind`, `dump_result` are on each tool call's path).
+        self._fields = tuple(fields)
+        self._validate = self.arguments.__pydantic_validator__.validate_python
+        self._dump = self.arguments.__pydantic_serializer__.to_python
+        # `-> None` and `-> Any` pass None through validation and serialisation unchanged.
+        self.none_result_ok = returns in (None, type(None), Any)
 
     def bind(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
         """Validate decoded arguments: (as shown in records, positional values, keyword values) for the handler.
 
         Raises ``pydantic.ValidationError`` when they do not fit the signature.
         """
-        model = self.arguments.model_validate(arguments)
-        shown = model.model_dump(mode="json")
-        values = {key: getattr(model, key) for key in type(model).model_fields}
+        if not arguments and not self._fields:
+            return {}, [], {}  # what validating {} against a model without fields gives, without the model
+        # `model_validate` / `model_dump(mode="json")` without their Python wrappers.
+        model = self._validate(arguments)
+        shown: dict[str, Any] = self._dump(model, mode="json")
+        values = {key: getattr(model, key) for key in self._fields}
         positional = [values.pop(key) for key in self.positional_only]
         return shown, positional, values
+
+    def dump_result(self, value: Any) -> Any:
+        """A handler's return value validated against its annotation, as JSON-ready data.
+
+        Raises ``pydantic.ValidationError`` (or a serialisation error) when it does not fit.
+        """
+        if value is None and self.none_result_ok:
+            return None
+        return self.returns.dump_python(self.returns.validate_python(value), mode="json")
 
 
 def _show_annotation(annotation: Any) -> str:

@@ -99,6 +99,12 @@ class SchemaSignature:
         self.returns: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
         self.return_annotation = "Any"
 
+    def dump_result(self, value: Any) -> Any:
+        """A handler's return value as JSON-ready data (the result has no schema: any JSON value)."""
+        if value is None:
+            return None
+        return self.returns.dump_python(self.returns.validate_python(value), mode="json")
+
     def bind(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
         """Validate `arguments` against the schema: (as shown in records, [], keyword values).
 
