@@ -170,6 +170,38 @@ def solo_queue(module: types.ModuleType) -> None:
         module.SimpleQueue = fallback  # type: ignore[attr-defined]
 
 
+# A tool call is on the path of guest loops that make thousands of them: its arguments are
+# encoded and its result decoded with json's C accelerators directly. `json.dumps`/`loads` wrap
+# those in several Python calls each (~20,000 wasm instructions, more than the host call itself).
+_ENCODER_MARKERS: dict = {}  # one reusable "seen" set for circular references, cleared after a failure
+if json.encoder.c_make_encoder is not None:
+    _encode_args = json.encoder.c_make_encoder(
+        _ENCODER_MARKERS, _ARGS_ENCODER.default, json.encoder.encode_basestring_ascii, None,
+        _ARGS_ENCODER.key_separator, _ARGS_ENCODER.item_separator, False, False, False,
+    )  # fmt: skip
+
+    def _encode(arguments: dict) -> str:
+        try:
+            return "".join(_encode_args(arguments, 0))
+        except BaseException:
+            _ENCODER_MARKERS.clear()  # a failed encode leaves its open containers marked
+            raise
+
+else:  # pragma: no cover - an interpreter without the _json accelerator
+    _encode = _ARGS_ENCODER.encode
+
+_scan_once = json.decoder.JSONDecoder().scan_once
+
+
+def _decode(text: str) -> object:
+    """A tool's result JSON (the host's compact JSON: one value, no surrounding space)."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _loads(text)  # not JSON: let `json.loads` say where
+    return value if end == len(text) else _loads(text)
+
+
 def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
     import inspect
 
@@ -186,13 +218,12 @@ def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
         params.append(inspect.Parameter(p["name"], kind, default=default,
                                         annotation=p.get("annotation", inspect.Parameter.empty)))
     signature = inspect.Signature(params)
-    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-    known = {p.name for p in params}
-    required = [p.name for p in params if p.default is inspect.Parameter.empty]
+    positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    known = frozenset(p.name for p in params)
+    required = tuple(p.name for p in params if p.default is inspect.Parameter.empty)
 
-    def tool(*args: object, **kwargs: object) -> object:
-        # A lean `signature.bind` (this is on every tool call's path). Defaults
-        # are applied by the host, which validates every call anyway.
+    def bind(args: tuple, kwargs: dict) -> dict:
+        # A lean `signature.bind`. Defaults are applied by the host, which validates every call anyway.
         if len(args) > len(positional):
             raise TypeError(f"{name}() takes {len(positional)} positional arguments but {len(args)} were given")
         arguments = dict(zip(positional, args))
@@ -205,11 +236,19 @@ def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
         missing = [key for key in required if key not in arguments]
         if missing:
             raise TypeError(f"{name}() missing required arguments: {', '.join(map(repr, missing))}")
+        return arguments
+
+    empty = None if required else _encode({})
+
+    def tool(*args: object, **kwargs: object) -> object:
+        if empty is not None and not args and not kwargs:  # e.g. `tools.refresh()`: nothing to bind
+            return _decode(call(name, empty))
+        arguments = bind(args, kwargs)
         try:
-            payload = _ARGS_ENCODER.encode(arguments)
+            payload = _encode(arguments)
         except (TypeError, ValueError) as exc:
             raise ToolError(f"{name}: arguments are not JSON-serialisable: {exc}") from None
-        return _loads(call(name, payload))
+        return _decode(call(name, payload))
 
     tool.__name__ = tool.__qualname__ = name
     tool.__doc__ = spec.get("doc") or None

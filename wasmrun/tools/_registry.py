@@ -325,14 +325,11 @@ class ToolRegistry:
             self.audit.write(record, ctx.code)
         return record
 
-    def _pipeline(
-        self, ctx: RunContext, source: Source, name: str, raw: str, run: RunState | None
-    ) -> tuple[ToolCallRecord, bytes | None]:
+    def _pipeline(self, ctx: RunContext, source: Source, name: str, raw: str,
+                  run: RunState | None) -> tuple[ToolCallRecord, bytes | None]:  # fmt: skip
         """Run one call through every stage: its record, and the result's JSON when the outcome is "ok".
 
-        This is on the path of every guest tool call (a no-op round trip is a few
-        microseconds of it), so what can be is computed once per tool (`ToolSignature`),
-        and heavy objects are made only for the calls that need them.
+        On every guest tool call's path: per-tool work is done once (`ToolSignature`), heavy objects only when needed.
         """
         started_at, started = time.time(), time.perf_counter()
         call_id = next(self._ids)
@@ -350,12 +347,8 @@ class ToolRegistry:
         # decode -> validate (a character is at most 4 bytes: short payloads need no counting)
         size = len(raw) if 4 * len(raw) <= self.max_argument_bytes else len(raw.encode("utf-8", "surrogatepass"))
         if size > self.max_argument_bytes:
-            return finish(
-                "invalid",
-                "invalid",
-                preview,
-                error=f"{name}: arguments are {size:,} bytes; the limit is {self.max_argument_bytes:,}",
-            )
+            return finish("invalid", "invalid", preview,
+                          error=f"{name}: arguments are {size:,} bytes; the limit is {self.max_argument_bytes:,}")
         try:
             decoded = self._decoder.decode(raw)
         except RecursionError:
@@ -440,12 +433,8 @@ class ToolRegistry:
                 error=f"{name}: returned a value that does not match its annotation: {_safe_str(exc)[:500]}",
             )
         if size > self.max_result_bytes:
-            return finish(
-                "allowed",
-                "error",
-                shown,
-                error=f"{name}: result is {size:,} bytes; the limit is {self.max_result_bytes:,}",
-            )
+            return finish("allowed", "error", shown,
+                          error=f"{name}: result is {size:,} bytes; the limit is {self.max_result_bytes:,}")
         return finish("allowed", "ok", shown, result=result)[0], encoded
 
     def _check_policy(self, tool: Tool, call: ToolCall) -> str | None:

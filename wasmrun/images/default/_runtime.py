@@ -74,7 +74,7 @@ class Runtime:
             self.engine,
             self.component,
             extra={"wasmrun:sandbox/host": {"call": _host_call, "output": _host_output}},
-            fast={"wasmrun:sandbox/host": lambda inst: _fastcall.install(inst, _tool_call, _host_output)},
+            fast={"wasmrun:sandbox/host": lambda inst: _fastcall.install(inst, RunState.call_tool, _host_output)},
         )
         self.ticker = EpochTicker(self.engine)
 

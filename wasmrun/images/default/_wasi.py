@@ -49,6 +49,7 @@ from wasmtime.component import (
 )
 
 from ..._runstate import RunState, Trap, current_run
+from . import _fastcall
 from ._vfs import FsError, VirtualFS
 
 # Interfaces whose wasmtime implementation is kept: none of them can block, and
@@ -418,7 +419,9 @@ def install(
                     elif isinstance(ty, FuncType):
                         full = f"{_interface(import_name)}#{name}"
                         impl = provided.get(name) or _denial(ty, full)
-                        inst.add_func(name, _adapt(ty, impl, full))
+                        host_func = _adapt(ty, impl, full)
+                        if not _fastcall.add_func(inst, name, ty, host_func, full):
+                            inst.add_func(name, host_func)
 
 
 def _ignore_drop(store: Any, rep: int) -> None:
