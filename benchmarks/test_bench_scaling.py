@@ -196,29 +196,53 @@ def test_back_to_back_prewarm_0(benchmark: Any) -> None:
 # ---------------------------------------------------------------------------------------------- tool round trip
 
 
-def _tool_sandbox(inline_handler: bool) -> wasmrun.Sandbox:
+def _tool_registry(inline_handler: bool) -> wasmrun.ToolRegistry:
     registry = wasmrun.ToolRegistry(max_calls=10 * TOOL_CALLS)
 
     @registry.tool(inline=inline_handler)
     def noop() -> None:
         """Does nothing."""
 
-    return wasmrun.Sandbox(executor="inline", prewarm=0, tools=registry)
+    return registry
 
 
 def _loop(call: str) -> str:
     return f"import tools\ndef local():\n    return None\nfor _ in range({TOOL_CALLS}):\n    {call}\n"
 
 
+def _pipeline_us(registry: wasmrun.ToolRegistry) -> float:
+    """The host pipeline alone (decode, validate, budgets, handler, record), per call: no guest, no crossing."""
+    from wasmrun._runstate import RunState
+    from wasmrun.tools import RunContext
+
+    best = float("inf")
+    for _ in range(3):
+        context, run = RunContext(), RunState(deadline_ns=time.monotonic_ns() + 10**12, max_output_bytes=1 << 20)
+        started = time.perf_counter()
+        for _ in range(TOOL_CALLS):
+            registry.dispatch(context, run, "noop", "{}")
+        best = min(best, time.perf_counter() - started)
+    return 1e6 * best / TOOL_CALLS
+
+
 @pytest.mark.benchmark(group="tool-rt")
 @pytest.mark.parametrize("handler", ["inline", "thread"])
 def test_tool_roundtrip_noop(benchmark: Any, handler: str) -> None:
-    """TOOL_CALLS guest calls of `tools.noop()`; extra_info: per-call round trip net of the local loop."""
-    with _tool_sandbox(handler == "inline") as sb:
-        local = min(sb.run(_loop("local()")).stats.duration_s for _ in range(3))
+    """TOOL_CALLS guest calls of `tools.noop()`; extra_info: per-call round trip net of the local loop.
+
+    Also per call: the guest's share (wasm instructions, a count) and the host pipeline alone (timed
+    without a guest); the rest of `us_per_call` is the crossing (wasmtime + the ctypes callback).
+    """
+    registry = _tool_registry(handler == "inline")
+    with wasmrun.Sandbox(executor="inline", prewarm=0, tools=registry) as sb:
+        baseline = [sb.run(_loop("local()")) for _ in range(3)]
+        local = min(r.stats.duration_s for r in baseline)
         result = benchmark.pedantic(sb.run, args=(_loop("tools.noop()"),), rounds=5, iterations=1, warmup_rounds=1)
     assert result.ok and len(result.tool_calls) == TOOL_CALLS, result.error
     benchmark.extra_info["us_per_call"] = round(1e6 * (benchmark.stats.stats.median - local) / TOOL_CALLS, 1)
+    fuel = (result.stats.fuel_used - baseline[0].stats.fuel_used) / TOOL_CALLS
+    benchmark.extra_info["guest_instructions_per_call"] = round(fuel)
+    benchmark.extra_info["host_pipeline_us_per_call"] = round(_pipeline_us(registry), 1)
 
 
 # ---------------------------------------------------------------------------------------------- CPU loop

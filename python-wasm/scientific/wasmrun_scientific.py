@@ -57,8 +57,14 @@ def _frame(header: dict, payload: bytes = b"") -> bytes:
     return _door(_dumps(header).encode("utf-8") + b"\n" + payload)
 
 
+_call_heads: dict[str, bytes] = {}  # each tool's frame header, encoded once (json.dumps is slow in the guest)
+
+
 def _tool(name: str, payload: str) -> str:
-    reply = _frame({"op": "call", "name": name}, payload.encode("utf-8", "replace"))
+    head = _call_heads.get(name)
+    if head is None:
+        head = _call_heads[name] = _dumps({"op": "call", "name": name}).encode("utf-8") + b"\n"
+    reply = _door(head + payload.encode("utf-8", "replace"))
     text = reply[1:].decode("utf-8", "replace")
     if reply[:1] != b"1":
         raise _core.ToolError(text)

@@ -41,11 +41,13 @@ _U64 = struct.Struct("<Q")
 # ----------------------------------------------------------------------------- guest memory
 
 
-def _memory(caller: Any) -> tuple[int, int]:
-    """(address, size) of the calling instance's linear memory."""
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory):
-        raise Trap("the guest has no memory export")
+def _memory(caller: Any, memory: wasmtime.Memory | None = None) -> tuple[int, int]:
+    """(address, size) of the calling instance's linear memory (`memory`: its export, when already known)."""
+    if memory is None:
+        found = caller.get("memory")
+        if not isinstance(found, wasmtime.Memory):
+            raise Trap("the guest has no memory export")
+        memory = found
     base = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
     return base, memory.data_len(caller)
 
@@ -287,7 +289,9 @@ def _proc_exit(run: RunState, caller: Any, code: int) -> int:
 def _door(run: RunState, caller: Any, req_ptr: int, req_len: int, out_ptr_ptr: int, out_len_ptr: int) -> int:
     """``host.call(frame) -> bytes``: the only way the shim reaches the host (see wasmrun_scientific.py)."""
     instance = _instance(run)
-    base, size = _memory(caller)
+    # The instance's own exports, looked up once (`caller.get` builds new wrappers on every call).
+    memory, alloc = instance.memory, instance.alloc
+    base, size = _memory(caller, memory)
     try:
         frame = _read(base, size, req_ptr, req_len)
         _read(base, size, out_ptr_ptr, 4)
@@ -322,13 +326,15 @@ def _door(run: RunState, caller: Any, req_ptr: int, req_len: int, out_ptr_ptr: i
         reply = b""
     else:
         return -2
-    alloc = caller.get("host_alloc")
-    if not isinstance(alloc, wasmtime.Func):
-        return -2
+    if alloc is None:
+        found = caller.get("host_alloc")
+        if not isinstance(found, wasmtime.Func):
+            return -2
+        alloc = found
     pointer = alloc(caller, max(1, len(reply))) & MASK32
     if pointer == 0:
         return -2
-    base, size = _memory(caller)  # host_alloc may have grown the memory
+    base, size = _memory(caller, memory)  # host_alloc may have grown the memory
     _write(base, size, pointer, reply)
     _write(base, size, out_ptr_ptr, _U32.pack(pointer))
     _write(base, size, out_len_ptr, _U32.pack(len(reply)))
