@@ -1,18 +1,18 @@
 """Stopping a running guest on time: the wall-clock deadline and Ctrl-C.
 
 Epoch interruption makes compiled wasm check, at every function entry and loop
-back-edge, whether the engine's epoch (advanced every `TICK_S` by the
-`EpochTicker` thread) has reached the store's deadline. Counting ticks is not
-enough for a wall-clock deadline: on a loaded machine the ticker thread wakes
-late, and 300 ticks of "5 ms" took 2.0 s instead of 1.5 s. So a run's store is
-armed with a deadline of one tick and an *epoch-deadline callback*: wasmtime
-calls it when the store's epoch deadline is reached, on the thread running the
-guest, and the callback compares the clock with the run's own deadline
-(`RunState.deadline_ns`), looks at the run's cancel and Ctrl-C flags, and either
-lets the guest continue for a few more ticks (half the time left, at most 8,
-so that the check, which takes the GIL, stays rare) or stops it with a trap. A
-deadline therefore holds to within about a tick plus scheduling delay, however
-late the ticker is.
+back-edge, whether the engine's epoch has reached the store's deadline. Counting
+ticks of a fixed period is not enough for a wall-clock deadline: on a loaded
+machine the ticker thread wakes late, and 300 ticks of "5 ms" took 2.0 s instead
+of 1.5 s. So a run's store is armed with a deadline of one tick and an
+*epoch-deadline callback*: wasmtime calls it at every epoch increment, on the
+thread running the guest, and the callback compares the clock with the run's own
+deadline (`RunState.deadline_ns`), looks at the run's cancel and Ctrl-C flags,
+and either lets the guest run to the next increment or stops it with a trap.
+The `EpochTicker` schedules the increments on the clock: every `CHECK_S` (the
+check takes the GIL, so it stays rare) and once exactly at each run's deadline
+(`ticking`), so a deadline holds to within one late wake-up of a host thread,
+however slow the ticker was before.
 
 Ctrl-C: Python runs signal handlers only between bytecodes of the main thread,
 which sits inside the wasm call for the whole run; a `KeyboardInterrupt`
@@ -42,7 +42,7 @@ from typing import Any
 import wasmtime
 
 from ._runstate import RunState, current_run
-from .images import TICK_S
+from .images import EpochTicker
 
 try:  # pragma: no cover - exercised implicitly on import
     from wasmtime import _bindings
@@ -56,8 +56,6 @@ except (ImportError, AttributeError, IndexError):  # pragma: no cover
     _AVAILABLE = False
 
 _CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-_TICK_NS = int(TICK_S * 1e9)
-_MAX_TICKS_BETWEEN_CHECKS = 8  # 40 ms: how late Ctrl-C or a cancel may be noticed
 
 
 def _stop(why: str) -> int:
@@ -75,14 +73,11 @@ def _on_epoch(context: Any, data: Any, delta: Any, kind: Any) -> int:
             if run.cancel.is_set():  # the caller stopped the run (an AsyncSandbox task was cancelled)
                 run.cancelled = True
                 return _stop("run cancelled")
-            left = run.deadline_ns - time.monotonic_ns()
-            if left <= 0:
+            if run.deadline_ns <= time.monotonic_ns():
                 run.timed_out = True
                 return _stop("deadline exceeded")
-            # Far from the deadline, check less often (each check takes the GIL); closer, every tick.
-            delta[0] = max(1, min(_MAX_TICKS_BETWEEN_CHECKS, left // (2 * _TICK_NS)))
-        else:
-            delta[0] = 1
+        # Check again at the next increment: the ticker decides when (`EpochTicker.running`).
+        delta[0] = 1
         kind[0] = _CONTINUE
         return 0
     except KeyboardInterrupt:  # an application's own SIGINT handler raised while this callback ran
@@ -104,6 +99,11 @@ def arm(store: wasmtime.Store, timeout_s: float, ticks_for: Any) -> None:
         return
     ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _CALLBACK, None, _NO_FINALIZER)
     store.set_epoch_deadline(1)
+
+
+def ticking(ticker: EpochTicker, deadline_ns: int) -> contextlib.AbstractContextManager[None]:
+    """While a run armed by `arm` executes: `ticker` advancing at its deadline too, or every tick if counted."""
+    return ticker.running(deadline_ns) if _CALLBACK is not None else ticker
 
 
 @contextlib.contextmanager

@@ -421,7 +421,7 @@ class Sandbox:
         _signals.check()  # a library may have replaced wasmtime's fault handlers since
         enter_run(state)
         try:
-            with backend.ticker, _deadline.interrupt_on_sigint(state):
+            with _deadline.ticking(backend.ticker, state.deadline_ns), _deadline.interrupt_on_sigint(state):
                 raw = backend.call(instance, request)
         except GuestTrap as exc:
             trap = exc

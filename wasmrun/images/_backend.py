@@ -26,10 +26,13 @@ them instead of starting over).
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import math
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import wasmtime
@@ -38,7 +41,10 @@ from .. import _shutdown
 from .._limits import Limits
 from .._runstate import RunState, enter_run, leave_run
 
-TICK_S = 0.005  # epoch period: deadlines for running code hold to within a few ms
+TICK_S = 0.005  # epoch period for deadlines counted in ticks (the fallback, see `EpochTicker`)
+CHECK_S = 0.02  # epoch period for runs checked by the deadline callback: how late Ctrl-C or a cancel may be seen
+_TICK_NS = int(TICK_S * 1e9)
+_CHECK_NS = int(CHECK_S * 1e9)
 # wasmtime's default 512 KiB wasm stack overflows on ~200 nested brackets in the
 # parser; 2 MiB is the largest that wasmtime-py supports without aborting.
 MAX_WASM_STACK = 2 * 1024 * 1024
@@ -64,11 +70,27 @@ I = TypeVar("I", bound=GuestInstance)  # noqa: E741 - the conventional name for 
 
 
 class EpochTicker:
-    """Advances an engine's epoch every `TICK_S` while at least one run is active on it."""
+    """Advances an engine's epoch while at least one run is active on it: periodically, and at each run's deadline.
+
+    A run that registers its wall-clock deadline (`running`) is checked by the
+    epoch-deadline callback (`wasmrun._deadline`) at every epoch increment, so
+    the increments are scheduled on the clock: every `CHECK_S` (Ctrl-C and a
+    cancelled run are noticed then) and once at each registered deadline, by a
+    single wait that ends there. Counting ticks instead lets a loaded machine
+    stretch a deadline: each of the many short waits may wake late, and on a
+    2-core machine running 8 busy processes 8 ticks of 5 ms took 565 ms. One
+    wait of the whole remaining time wakes about as late as any host timer.
+
+    A run entered without a deadline (``with ticker:``, the fallback when the
+    callback is unavailable and deadlines are counted in ticks, `ticks_for`)
+    makes the ticker advance every `TICK_S` while it lasts.
+    """
 
     def __init__(self, engine: wasmtime.Engine) -> None:
         self._engine = engine
         self._active = 0
+        self._counted = 0  # active runs whose deadline is counted in ticks of TICK_S
+        self._deadlines: list[int] = []  # heap of registered deadlines not reached yet (monotonic ns)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -83,28 +105,62 @@ class EpochTicker:
         if thread is not None:
             thread.join(timeout)
 
-    def __enter__(self) -> None:
+    def _enter(self, *, counted: bool, deadline_ns: int | None = None) -> None:
         with self._cond:
             self._active += 1
+            self._counted += counted
+            if deadline_ns is not None:
+                heapq.heappush(self._deadlines, deadline_ns)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="wasmrun-epoch", daemon=True)
                 self._thread.start()
             self._cond.notify()
 
-    def __exit__(self, *exc: object) -> None:
+    def _exit(self, *, counted: bool, deadline_ns: int | None = None) -> None:
         with self._cond:
             self._active -= 1
+            self._counted -= counted
+            if deadline_ns is not None and deadline_ns in self._deadlines:
+                self._deadlines.remove(deadline_ns)
+                heapq.heapify(self._deadlines)
+
+    def __enter__(self) -> None:
+        self._enter(counted=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit(counted=True)
+
+    @contextlib.contextmanager
+    def running(self, deadline_ns: int) -> Iterator[None]:
+        """While the body runs, advance the epoch every `CHECK_S` and as soon as `deadline_ns` is reached."""
+        self._enter(counted=False, deadline_ns=deadline_ns)
+        try:
+            yield
+        finally:
+            self._exit(counted=False, deadline_ns=deadline_ns)
 
     def _loop(self) -> None:
-        pause = threading.Event()
+        next_tick = 0
         while True:
             with self._cond:
                 while self._active == 0 and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-            pause.wait(TICK_S)
+                now = time.monotonic_ns()
+                if not next_tick:
+                    next_tick = now + (_TICK_NS if self._counted else _CHECK_NS)
+                due = min(next_tick, now + _TICK_NS) if self._counted else next_tick
+                if self._deadlines:
+                    due = min(due, self._deadlines[0])
+                if due > now:
+                    # A run entering with a nearer deadline wakes us to look again.
+                    self._cond.wait((due - now) / 1e9)
+                    continue
+                while self._deadlines and self._deadlines[0] <= now:
+                    heapq.heappop(self._deadlines)
             self._engine.increment_epoch()
+            next_tick = time.monotonic_ns() + (_TICK_NS if self._counted else _CHECK_NS)
 
     @staticmethod
     def ticks_for(seconds: float) -> int:
