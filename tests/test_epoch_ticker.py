@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import IMAGES
 
 from wasmrun import Limits, Sandbox
 from wasmrun.images import _backend
 from wasmrun.images._backend import EpochTicker
-
-from conftest import IMAGES
 
 
 class RecordingEngine:
