@@ -5,9 +5,13 @@ a run should not pay. A `Sandbox` keeps a few instances ready on a background
 thread, each made by its image's `Backend.prewarmed`: a fresh instance warmed
 with trusted code only (the default image runs its shim on the no-op program
 ``pass`` so that the pages every run touches are already private; the
-scientific image comes with numpy, pandas and matplotlib imported). Used
-instances are disposed of there too, so a run only pays for its own work.
-When no instance is ready, `Backend.fallback` makes one on the spot.
+scientific image comes with numpy, pandas and matplotlib imported). When no
+instance is ready, `Backend.fallback` makes one on the spot. Used instances
+are closed on a second thread, so a run only pays for its own work: the first
+thread may be busy for seconds (the scientific image's first warm instance
+imports numpy, pandas and matplotlib), and a run must not close its own
+instance meanwhile (closing a scientific store took 25-55 ms on a loaded
+machine, all of it added to a timed-out run's overshoot).
 
 A warm-up is not free: for the default image it costs about as much CPU as the
 run it speeds up. Back to back runs would then pay twice (measured: 5.1 ms per
@@ -54,9 +58,12 @@ class InstancePool(Generic[I]):
         self._counting = threading.Lock()
         self._used: collections.deque[I] = collections.deque()
         self._wake = threading.Event()
+        self._used_wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="wasmrun-prewarm", daemon=True)
         self._thread.start()
+        self._closer = threading.Thread(target=self._close_loop, name="wasmrun-pool-close", daemon=True)
+        self._closer.start()
         _shutdown.register(self)
 
     def take(self, code: str, *, warm: bool = False) -> I:
@@ -80,13 +87,11 @@ class InstancePool(Generic[I]):
         return item
 
     def discard(self, instance: I) -> None:
-        """Hand a used instance over to be disposed of off the hot path.
+        """Hand a used instance over to be disposed of off the hot path (by the closing thread).
 
-        When the pool thread is behind (busy making a warm instance: the
-        scientific image's first one imports numpy, pandas and matplotlib for
-        seconds), the caller disposes of the instance itself: runs faster than
-        the pool thread would otherwise leave one whole guest (~7 MiB of host
-        memory each) waiting per run, without bound.
+        When that thread is behind, the caller disposes of the instance itself:
+        runs faster than it would otherwise leave one whole guest (~7-60 MiB of
+        host memory each) waiting per run, without bound.
         """
         with self._counting:
             self._in_use -= 1
@@ -95,23 +100,34 @@ class InstancePool(Generic[I]):
             self._backend.close(instance)
             return
         self._used.append(instance)
+        self._used_wake.set()
         self._wake.set()
 
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        self._used_wake.set()
 
     def stop(self, timeout: float) -> None:
         """Close, and wait for the thread to dispose of its instances (at interpreter exit)."""
         self.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        for thread in (self._thread, self._closer):
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
-    def _loop(self) -> None:
+    def _close_loop(self) -> None:
         backend = self._backend
         while True:
             while self._used:
                 backend.close(self._used.popleft())
+            if self._closed:
+                return
+            self._used_wake.wait()
+            self._used_wake.clear()
+
+    def _loop(self) -> None:
+        backend = self._backend
+        while True:
             if self._closed:
                 for queue in (self._ready, self._cold):
                     while queue:

@@ -93,4 +93,3 @@ def load_component(engine: wasmtime.Engine, config_tag: str, *, log: Callable[[s
         if publish_or_warn(cwasm, lambda tmp: tmp.write_bytes(serialized)):
             loaded(cwasm)
         return component
-

@@ -397,15 +397,18 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         if len(self._mutable_globals) != 1 or not _state.at_rest(instance):
             return None  # e.g. a file opened during the warm-up is still open
         base = ctypes.cast(instance.memory.data_ptr(store), ctypes.c_void_p).value or 0
-        warm = ctypes.string_at(base, instance.memory.data_len(store))
-        pristine = self._raw(len(warm))
+        size = instance.memory.data_len(store)
+        pristine = self._raw(size)
         try:
             assert pristine.memory is not None
             fresh_base = ctypes.cast(pristine.memory.data_ptr(pristine.store), ctypes.c_void_p).value or 0
-            fresh = ctypes.string_at(fresh_base, pristine.memory.data_len(pristine.store))
+            fresh_size = pristine.memory.data_len(pristine.store)
+            template = Template.between(fresh_base, fresh_size, base, size)
+            if template is None:  # no libc memcmp: compare copies (holds the GIL longer)
+                template = Template.diff(ctypes.string_at(fresh_base, fresh_size), ctypes.string_at(base, size))
         finally:
             self.close(pristine)
-        return Template.diff(fresh, warm)
+        return template
 
     def prepare(
         self, instance: ScientificInstance, state: RunState, inputs: dict[str, bytes] | None, limits: Limits
@@ -496,5 +499,3 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
             "cache": str(self.image_files.root),
             "wasmtime": importlib.metadata.version("wasmtime"),
         }
-
-

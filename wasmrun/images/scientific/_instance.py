@@ -80,5 +80,3 @@ class ScientificInstance:
             return None
         rel = posixpath.normpath(path.lstrip("/"))
         return None if rel.startswith("..") else base / rel
-
-

@@ -20,13 +20,13 @@ import posixpath
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import wasmtime
 
 from ._instance import FD_WORK, ScientificInstance
-from ._template import Template
+from ._template import MEMCMP, Template
 from ._wasi import ERRNO_SUCCESS, MASK32
 
 _CHECK_FUEL = 10**9
@@ -107,17 +107,7 @@ def copy(
     return target
 
 
-def _libc_memcmp() -> Any:
-    try:
-        memcmp = ctypes.CDLL(None).memcmp
-    except (OSError, AttributeError):
-        return None
-    memcmp.restype = ctypes.c_int
-    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-    return memcmp
-
-
-_MEMCMP = _libc_memcmp()
+_MEMCMP = MEMCMP
 
 
 def _copy_changed(source: int, target: int, size: int) -> None:
@@ -177,7 +167,8 @@ def dump(
                 if path.is_symlink() or not path.is_file():
                     continue
                 files[f"{rel_dir}/{name}"] = path.read_bytes()
-    state = InstanceState(size=template.size, runs=template.runs, dirs=dirs, files=files, inputs=instance.inputs)
+    runs = [(offset, bytes(data)) for offset, data in template.runs]  # bytes already: no copy
+    state = InstanceState(size=template.size, runs=runs, dirs=dirs, files=files, inputs=instance.inputs)
     return msgspec.msgpack.encode(state)
 
 

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
 from ._instance import ScientificInstance
+
+
+def _libc_memcmp() -> Any:
+    try:
+        memcmp = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError):
+        return None
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+#: libc's memcmp through ctypes (which releases the GIL during the call), or None where it cannot be found.
+MEMCMP = _libc_memcmp()
 
 
 class Template:
@@ -15,9 +31,44 @@ class Template:
 
     PAGE = 65536
 
-    def __init__(self, size: int, runs: list[tuple[int, bytes]]) -> None:
+    def __init__(self, size: int, runs: Sequence[tuple[int, bytes | bytearray]]) -> None:
         self.size = size
         self.runs = runs
+
+    @classmethod
+    def between(cls, fresh: int, fresh_size: int, warm: int, warm_size: int) -> Template | None:
+        """`diff` of two memories given by address and size, never holding the GIL for long; None without memcmp.
+
+        The warm template is captured on the pool thread while runs may be going
+        on: copying its ~100 MiB into `bytes` first (`ctypes.string_at`) held the
+        GIL for hundreds of milliseconds, and a running guest's deadline check,
+        which needs the GIL, waited that long. Here every long call (memcmp,
+        memmove into a new bytearray) releases the GIL.
+        """
+        if MEMCMP is None:
+            return None
+        page = cls.PAGE
+        zero = ctypes.create_string_buffer(page)
+        runs: list[tuple[int, bytes | bytearray]] = []
+        start = None
+
+        def take(begin: int, end: int) -> None:
+            data = bytearray(end - begin)
+            ctypes.memmove((ctypes.c_char * len(data)).from_buffer(data), warm + begin, len(data))
+            runs.append((begin, data))
+
+        for offset in range(0, warm_size, page):
+            n = min(page, warm_size - offset)
+            other = fresh + offset if offset + n <= fresh_size else ctypes.addressof(zero)
+            same = MEMCMP(warm + offset, other, n) == 0
+            if not same and start is None:
+                start = offset
+            elif same and start is not None:
+                take(start, offset)
+                start = None
+        if start is not None:
+            take(start, warm_size)
+        return cls(warm_size, runs)
 
     @classmethod
     def diff(cls, fresh: bytes, warm: bytes) -> Template:
@@ -52,7 +103,8 @@ class Template:
             memory.grow(store, (self.size - have) // self.PAGE)
         base = ctypes.cast(memory.data_ptr(store), ctypes.c_void_p).value or 0
         for offset, data in self.runs:
-            ctypes.memmove(base + offset, data, len(data))
+            source = data if isinstance(data, bytes) else (ctypes.c_char * len(data)).from_buffer(data)
+            ctypes.memmove(base + offset, source, len(data))
 
 
 def mutable_globals(wasm: Path) -> list[int]:

@@ -378,5 +378,3 @@ def trap_text(exc: BaseException) -> str:
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return f"call stack exhausted\n{exc}"
     return str(exc)
-
-
