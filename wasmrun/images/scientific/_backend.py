@@ -402,8 +402,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         try:
             assert pristine.memory is not None
             fresh_base = ctypes.cast(pristine.memory.data_ptr(pristine.store), ctypes.c_void_p).value or 0
-            fresh_size = pristine.memory.data_len(pristine.store)
-            template = Template.between(fresh_base, fresh_size, base, size)
+            template = Template.between(fresh_base, fresh_size := pristine.memory.data_len(pristine.store), base, size)
             if template is None:  # no libc memcmp: compare copies (holds the GIL longer)
                 template = Template.diff(ctypes.string_at(fresh_base, fresh_size), ctypes.string_at(base, size))
         finally:
