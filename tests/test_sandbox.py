@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import IMAGES
 
 import wasmrun
 from wasmrun import Limits, Result, RunError, RunStats, Sandbox, SandboxClosedError
@@ -439,6 +440,43 @@ def test_random_state_does_not_leak(sandbox) -> None:
     values = {sandbox.run("import random\nrandom.random()").value for _ in range(5)}
     assert expected_after_seed not in values
     assert len(values) == 5, "unseeded runs must not share a random state"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_guest_sees_the_real_random_seed(image: str) -> None:
+    """The default image hands componentize-py a stand-in `random.seed` at build time: no run may see it."""
+    with Sandbox(image=image, prewarm=0) as sb:
+        probe = "import random\n(random.seed.__self__ is random._inst, random.seed.__func__ is random.Random.seed)"
+        assert sb.run(probe).value == "(True, True)"
+        reseeded = sb.run("import random\nrandom.seed(7)\nrandom.random()").value
+        assert reseeded == repr(__import__("random").Random(7).random())
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        ("6 * 7", "42"),
+        ("6 * 7  # six times seven", "42"),
+        ("x = 6\nx * 7", "42"),
+        ("(6 *\n 7)", "42"),
+        ("print(1)", None),
+    ],
+)
+def test_value_of_one_expression_or_the_last(sandbox, code: str, value: str | None) -> None:
+    result = sandbox.run(code)
+    assert result.ok, result.error
+    assert result.value == value
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type"),
+    [(c, "SyntaxError") for c in ("x = = 1", "yield 1", "await f()", "return 5", "1 +")]
+    + [("  6 * 7", "IndentationError")],
+)
+def test_one_line_syntax_errors_are_reported_as_before(sandbox, code: str, error_type: str) -> None:
+    result = sandbox.run(code)
+    assert result.error is not None and result.error.kind == "syntax", result.error
+    assert result.error.type == error_type and result.error.lineno == 1
 
 
 def test_seed_makes_random_reproducible() -> None:

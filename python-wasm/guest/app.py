@@ -76,7 +76,74 @@ def _preload() -> list[str]:
     return loaded
 
 
+from collections.abc import Callable  # noqa: E402
+
+
+def _use_up_free_memory() -> list[object]:
+    """Take every free block of the guest's allocators and keep it, so that runs allocate fresh memory.
+
+    Importing the standard library leaves thousands of free blocks scattered over
+    the snapshot heap: in malloc's free lists, in pymalloc's pools (one pool of
+    4 KiB per size class, 8 to 512 bytes in steps of 8) and in the interpreter's
+    free lists of floats, ints, tuples, lists, dicts, bound methods... A run that
+    allocates from them writes one snapshot page per object, and each write is a
+    copy-on-write page fault of a fresh instance (the costliest part of a short
+    run, and the reason threads do not scale). With the free blocks used up, a
+    run's objects come from the top of the heap, packed together in memory that
+    is not part of the snapshot. Costs the snapshot's free bytes (a few MiB of
+    address space, zero-filled, never touched).
+
+    `id()` is an object's address: anything at or above `top` came from the top
+    of the heap, i.e. no free block of that kind is left.
+    """
+    held: list[object] = []
+    probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
+    top = id(probe)
+    del probe
+
+    def drain(make: Callable[[object], object]) -> None:
+        last: object = None
+        for _ in range(1_000_000):  # a bound, so that a surprise can never hang the build
+            last = make(last)
+            if id(last) >= top:
+                return
+            held.append(last)
+
+    for shift in range(1, 13):  # malloc: blocks above pymalloc's 512 bytes, largest first
+        drain(lambda _, n=(4 << 20) >> shift: bytes(n))
+    drain(lambda _: bytes(512 - 16))  # the smallest block malloc gets (513 bytes: code objects, tables...)
+    for n in range(512 - 17, 0, -8):  # pymalloc size classes 24..512 (a bytes object is 17 bytes + n)
+        drain(lambda _, n=n: bytes(n))
+    # The interpreter's free lists, each followed by pymalloc's pools of the same size.
+    drain(lambda _: object())  # 8 bytes
+    drain(lambda last: (last if isinstance(last, float) else 0.5) + 1.0)  # floats: 16 bytes
+    drain(lambda last: (last if isinstance(last, int) else 1 << 20) + 1)  # ints above the small-int cache
+    for size in range(1, 21):
+        items = [None] * size
+        drain(lambda _, items=items: tuple(items))
+    drain(lambda _: [])
+    drain(lambda _: {})
+    drain(lambda _: {"key": None})  # a dict with its keys object
+    drain(lambda _: iter(()))
+    drain(lambda _: iter([]))
+    drain(lambda _: range(1))
+    drain(lambda _: iter(range(1)))
+    drain(lambda _: slice(1))
+    drain(lambda _: held.append)  # builtin bound methods
+
+    class Probe:
+        def method(self) -> None:
+            pass
+
+    probe_object = Probe()
+    drain(lambda _: probe_object.method)  # bound Python methods
+    return held
+
+
 PRELOADED = _preload()
+# Taken now, the standard library's free blocks cannot receive the shim's own objects below: those are
+# then packed together at the top of the heap, and the few pages a run touches of them are few.
+_HELD = [_use_up_free_memory()]
 
 import io  # noqa: E402
 
@@ -252,56 +319,48 @@ _STDOUT = _Capture(1)
 _STDERR = _Capture(2)
 
 
-def _use_up_free_memory() -> list[object]:
-    """Allocate every free block of the guest's malloc and keep it, so that runs allocate fresh memory.
+def _warm_up(world: object) -> None:
+    """Run the shim a few times now, at build time, so that every run finds its work already done.
 
-    Importing the standard library leaves thousands of free blocks scattered over
-    the snapshot heap. A run that allocates from them writes one snapshot page per
-    object, and each write is a copy-on-write page fault of a fresh instance (the
-    costliest part of a short run, and the reason threads do not scale). With
-    the free blocks used up, a run's objects come from the top of the heap,
-    packed together in memory that is not part of the snapshot. Costs the
-    snapshot's free bytes (a few MiB of address space, zero-filled, never touched).
-
-    `id()` is an object's address: anything at or above `top` came from the top
-    of the heap, i.e. no free block of that size is left.
+    CPython's adaptive interpreter specialises bytecode in place (inline caches and
+    counters inside the code objects) and fills the type attribute cache as code
+    runs. Done here, those writes land in the snapshot; otherwise every fresh run
+    would make them again, one copy-on-write page fault per code object it runs.
+    The warm-up makes no host calls (nothing is printed, no tools); what it
+    leaves behind (line cache entry, `tools` module) is reset or is what a run
+    without tools installs anyway.
     """
-    held: list[object] = []
-    probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
-    top = id(probe)
-    del probe
-    sizes = [4 << 20 >> shift for shift in range(1, 16)] + list(range(60, 1, -4))
-    for size in sizes:
-        for _ in range(1_000_000):  # a bound, so that a surprise can never hang the build
-            block = bytes(size)
-            if id(block) >= top:
-                break
-            held.append(block)
-        del block
-    for _ in range(1_000_000):  # the smallest blocks (8-byte objects)
-        small = object()
-        if id(small) >= top:
-            break
-        held.append(small)
-    return held
+    sys.stdout, sys.stderr = _STDOUT, _STDERR  # for good: a run finds them in place (see `WitWorld.run`)
+    requests = [
+        {"code": code, "recursion_limit": 1000, "max_value_chars": 1000, "seed": None, "entropy": 1,
+         "deterministic": False, "tools": [], "cwd": None, "session_call": 0}
+        for code in ("x = 1\nx", "1", "pass", "def f(a):\n    return a\nf(1)", "y = [i for i in range(3)]")
+    ]
+    for _ in range(8):
+        for request in requests:
+            _random.seed = _seed_at_first_run  # as in a new instance
+            world.run(_core.json.dumps(request))  # type: ignore[attr-defined]
+        _STDOUT.write("1")  # the capture's own path, without the host call of a flush
+        _STDOUT.take()
+    import linecache
+
+    linecache.cache.pop(_core.FILENAME, None)
 
 
-# Everything imported so far lives as long as the instance: move it out of the
-# cyclic GC's sight, so a collection during a run walks only the run's objects
-# instead of touching (and copying-on-write) every page of the snapshot heap.
-import gc  # noqa: E402
+import random as _random  # noqa: E402
 
-gc.collect()
-_HELD = _use_up_free_memory()
-gc.freeze()
+_RANDOM_SEED = _random.seed  # the real one (the end of this module explains why it is swapped)
 
 
 class WitWorld(wit_world.WitWorld):
     def run(self, request: str) -> str:
-        sys.stdout = _STDOUT
-        sys.stderr = _STDERR
+        if _random.seed is not _RANDOM_SEED:  # the first run of an instance (see the end of this module)
+            _random.seed = _RANDOM_SEED
+        if sys.stdout is not _STDOUT or sys.stderr is not _STDERR:  # put back by the snapshot; code may move them
+            sys.stdout, sys.stderr = _STDOUT, _STDERR
         for stream in (_STDOUT, _STDERR):  # a session's earlier call may have left text behind
-            stream.take()
+            if stream._parts:
+                stream.take()
         outcome = _core.run_request(request, _call)
         # The unflushed tail of the output travels back in the outcome itself.
         for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
@@ -312,3 +371,33 @@ class WitWorld(wit_world.WitWorld):
         # Lone surrogates (e.g. in an exception message) cannot cross the WIT
         # string boundary; replace them rather than fail the whole outcome.
         return _core.encode_outcome(outcome)
+
+
+# componentize-py calls `random.seed()` when an instance starts (the one of the snapshot would repeat
+# in every instance); that reads 2.5 KB of entropy over ~10 WASI calls. The shim seeds `random` itself,
+# from entropy the host sends with the request, so componentize-py gets a stand-in, and the first run
+# of the instance puts the real `random.seed` back before any guest code can see it.
+
+
+def _seed_at_first_run(*args: object, **kwargs: object) -> None:
+    """Stands in for `random.seed` until the instance's first run (which seeds `random`)."""
+
+
+import gc  # noqa: E402
+
+# From here on nothing adds a global to this module: that would invalidate the lookups the warm-up
+# specialised.
+_warm_up(WitWorld())
+
+# componentize-py empties `os.environ` and `sys.argv` after this module (the build's are not the run's):
+# done now, before the free memory is taken below, the blocks they free are not left to the runs.
+os.environ.clear()
+sys.argv.clear()
+
+# Everything imported so far lives as long as the instance: move it out of the
+# cyclic GC's sight, so a collection during a run walks only the run's objects
+# instead of touching (and copying-on-write) every page of the snapshot heap.
+gc.collect()
+_HELD.append(_use_up_free_memory())
+gc.freeze()
+_random.seed = _seed_at_first_run

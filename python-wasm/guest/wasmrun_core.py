@@ -23,6 +23,8 @@ import sys
 import types
 from collections.abc import Callable
 
+import _random
+
 # `inspect`, `traceback` and `random` are imported where they are needed: an
 # image whose snapshot does not hold them (scientific) then pays for them only
 # in runs that use them (~50 ms together in a fresh instance). The default
@@ -31,6 +33,40 @@ from collections.abc import Callable
 # Bound now, so that guest code replacing `json.dumps` cannot break the outcome.
 _dumps = json.dumps
 _loads = json.loads
+
+
+def _request_decoder() -> Callable[[str], object]:
+    """`json.loads` for the host's requests, calling the C scanner directly where there is one.
+
+    `json.loads` runs three Python functions of the `json` package before the
+    scanner; each call writes the reference counts of its function and code
+    objects, pages of the interpreter's snapshot that a fresh instance must then
+    copy. The host's request is compact JSON with nothing around the document.
+    """
+    scan = json.decoder.JSONDecoder().scan_once
+
+    def decode(text: str) -> object:
+        return scan(text, 0)[0]
+
+    return decode
+
+
+def _outcome_encoder() -> Callable[[object], str]:
+    """``json.dumps(value, ensure_ascii=False)`` through one encoder made now (see `_request_decoder`)."""
+    encoder = json.JSONEncoder(ensure_ascii=False)
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator in this interpreter
+        return encoder.encode
+    c_encode = make(None, encoder.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+
+    def encode(value: object) -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode
+
+
+_decode_request = _request_decoder()
+_encode_outcome = _outcome_encoder()
 # json.dumps builds a new encoder whenever it gets non-default options: build it once.
 _ARGS_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
@@ -257,8 +293,22 @@ def _make_tool(spec: dict, call: ToolCaller) -> types.FunctionType:
     return tool  # type: ignore[return-value]
 
 
+# The `tools` module of a run without tools. Made once (at build time, for an image whose snapshot ran
+# the shim): a run without tools then leaves `sys.modules` and the snapshot's pages as they are.
+_no_tools: types.ModuleType | None = None
+
+
 def install_tools(specs: list[dict], call: ToolCaller) -> None:
     """Make ``import tools`` give this run's tools, each calling the host through `call`."""
+    global _no_tools
+    if not specs:
+        if _no_tools is None:
+            _no_tools = types.ModuleType("tools", "Host functions registered for this run.")
+            _no_tools.ToolError = ToolError  # type: ignore[attr-defined]
+            _no_tools.__all__ = []  # type: ignore[attr-defined]
+        if sys.modules.get("tools") is not _no_tools:
+            sys.modules["tools"] = _no_tools
+        return
     module = types.ModuleType("tools", "Host functions registered for this run.")
     module.ToolError = ToolError  # type: ignore[attr-defined]
     names = []
@@ -402,7 +452,16 @@ def execute(req: dict, call: ToolCaller) -> dict:
     if session_call <= 1 and (seed is not None or "random" in sys.modules):
         import random
 
-        random.seed(seed)  # None: fresh entropy from the host for every run
+        # Without a seed: the host's entropy for this run (None, from an older host: read it over WASI).
+        value = seed if seed is not None else req.get("entropy")
+        generator = random._inst
+        if type(value) is int and type(generator) is random.Random:
+            # What `Random.seed` does for an int, without running its Python code (see `_request_decoder`).
+            _random.Random.seed(generator, value)
+            if generator.gauss_next is not None:
+                generator.gauss_next = None
+        else:
+            random.seed(value)
     # (A `random` imported later by the code seeds itself from the host's entropy.)
     if req.get("deterministic"):
         sort_listings()
@@ -419,12 +478,7 @@ def execute(req: dict, call: ToolCaller) -> dict:
 
     outcome: dict = {"value": None, "value_truncated": False, "error": None, "exit_code": None}
     try:
-        tree = ast.parse(code, filename, "exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        body = compile(tree, filename, "exec", dont_inherit=True)
-        tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
+        body, tail = _compile(code, filename)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         import traceback
 
@@ -440,7 +494,8 @@ def execute(req: dict, call: ToolCaller) -> dict:
             _session_namespace = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
         namespace = _session_namespace
     try:
-        exec(body, namespace)
+        if body is not None:
+            exec(body, namespace)
         if tail is not None:
             value = eval(tail, namespace)
             if value is not None:
@@ -459,13 +514,34 @@ def execute(req: dict, call: ToolCaller) -> dict:
     return outcome
 
 
+def _compile(code: str, filename: str) -> tuple[types.CodeType | None, types.CodeType | None]:
+    """The code's statements, and its last statement when that is an expression (its value is the run's).
+
+    Code that is one expression (a call, a calculation) compiles in "eval" mode
+    at once; anything else goes through its syntax tree to split the last
+    expression off. Both give the same value and the same errors.
+    """
+    if "\n" not in code.strip():
+        try:
+            return None, compile(code, filename, "eval", dont_inherit=True)
+        except SyntaxError:
+            pass  # not an expression (or not valid at all: the tree below says which, as usual)
+    tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    body = compile(tree, filename, "exec", dont_inherit=True)
+    tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
+    return body, tail
+
+
 def run_request(request: str, call: ToolCaller, prepare: Callable[[dict], None] | None = None) -> dict:
     """`execute` on a JSON request; never raises (a failure of the shim itself becomes the outcome's error).
 
     `prepare`, if given, sees the decoded request first (image-specific set-up).
     """
     try:
-        req = _loads(request)
+        req = _decode_request(request)
         if prepare is not None:
             prepare(req)
         return execute(req, call)
@@ -477,7 +553,7 @@ def run_request(request: str, call: ToolCaller, prepare: Callable[[dict], None] 
 def encode_outcome(outcome: dict) -> str:
     """The outcome as JSON text that is valid UTF-8 (lone surrogates are replaced)."""
     try:
-        text = _dumps(outcome, ensure_ascii=False)
+        text = _encode_outcome(outcome)
     except BaseException:  # noqa: BLE001 - e.g. a hostile object in an error field
         text = _dumps(outcome, ensure_ascii=False, default=str)
     return text.encode("utf-8", "replace").decode("utf-8")
