@@ -15,7 +15,16 @@ from wasmrun import Limits, Result, RunError, RunStats, Sandbox, SandboxClosedEr
 
 # Names that only occur in the guest shim or its runtime: none of them may leak
 # into a traceback shown to the user.
-SHIM_MARKERS = ("app.py", "wasmrun_core", "_execute", "_user_traceback", "wit_world", "componentize", "WitWorld")
+SHIM_MARKERS = (
+    "app.py",
+    "wasmrun_core",
+    "wasmrun_component",
+    "_execute",
+    "_user_traceback",
+    "wit_world",
+    "componentize",
+    "WitWorld",
+)
 
 
 def assert_no_shim_frames(traceback: str) -> None:

@@ -117,7 +117,7 @@ def failed_run(code: str, kind: ErrorKind, type_: str, message: str, started: fl
 
 
 class GuestError(msgspec.Struct, frozen=True):
-    """The error record the guest shim reports (see python-wasm/guest/app.py)."""
+    """The error record the guest shim reports (see python-wasm/guest/wasmrun_core.py)."""
 
     kind: Literal["syntax", "exception", "memory", "tool"]
     type: str

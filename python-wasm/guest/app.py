@@ -11,9 +11,12 @@ This shim only makes ordinary code convenient: REPL-style value of the last
 expression, tracebacks that point at the user's lines, and `import tools`.
 
 The image-independent part of that (shared with the scientific image) is
-`wasmrun_core`; this module is the component image's glue: the standard
-library preload, output capture through `host.output`, tool calls through
-`host.call`, and the `run` export.
+`wasmrun_core`; the component image's glue at run time (output capture through
+`host.output`, tool calls through `host.call`, the `run` export) is
+`wasmrun_component`. This module is the build-time half: the standard library
+preload, and a snapshot prepared so that a fresh run writes as few of its pages
+as possible (each page a run writes is a copy-on-write fault of the new
+instance): free memory used up, the shim warmed, `random` seeded by the host.
 """
 
 from __future__ import annotations
@@ -97,46 +100,47 @@ def _use_up_free_memory() -> list[object]:
     of the heap, i.e. no free block of that kind is left.
     """
     held: list[object] = []
-    probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
-    top = id(probe)
-    del probe
-
-    def drain(make: Callable[[object], object]) -> None:
-        last: object = None
-        for _ in range(1_000_000):  # a bound, so that a surprise can never hang the build
-            last = make(last)
-            if id(last) >= top:
-                return
-            held.append(last)
-
-    for shift in range(1, 13):  # malloc: blocks above pymalloc's 512 bytes, largest first
-        drain(lambda _, n=(4 << 20) >> shift: bytes(n))
-    drain(lambda _: bytes(512 - 16))  # the smallest block malloc gets (513 bytes: code objects, tables...)
-    for n in range(512 - 17, 0, -8):  # pymalloc size classes 24..512 (a bytes object is 17 bytes + n)
-        drain(lambda _, n=n: bytes(n))
-    # The interpreter's free lists, each followed by pymalloc's pools of the same size.
-    drain(lambda _: object())  # 8 bytes
-    drain(lambda last: (last if isinstance(last, float) else 0.5) + 1.0)  # floats: 16 bytes
-    drain(lambda last: (last if isinstance(last, int) else 1 << 20) + 1)  # ints above the small-int cache
-    for size in range(1, 21):
-        items = [None] * size
-        drain(lambda _, items=items: tuple(items))
-    drain(lambda _: [])
-    drain(lambda _: {})
-    drain(lambda _: {"key": None})  # a dict with its keys object
-    drain(lambda _: iter(()))
-    drain(lambda _: iter([]))
-    drain(lambda _: range(1))
-    drain(lambda _: iter(range(1)))
-    drain(lambda _: slice(1))
-    drain(lambda _: held.append)  # builtin bound methods
 
     class Probe:
         def method(self) -> None:
             pass
 
     probe_object = Probe()
-    drain(lambda _: probe_object.method)  # bound Python methods
+    tuple_items = [[None] * size for size in range(1, 21)]
+    # Every object the draining itself needs is made now and kept: a temporary made before its size
+    # class is drained would sit in an old block and leave a hole there when freed.
+    makers: list[Callable[[object], object]] = [
+        *(lambda _, n=(4 << 20) >> shift: bytes(n) for shift in range(1, 13)),  # malloc, largest first
+        lambda _: bytes(512 - 16),  # the smallest block malloc gets (513 bytes: code objects, tables...)
+        *(lambda _, n=n: bytes(n) for n in range(512 - 17, 0, -8)),  # pymalloc classes 24..512 (17 + n)
+        # The interpreter's free lists, each followed by pymalloc's pools of the same size.
+        lambda _: object(),  # 8 bytes
+        lambda last: (last if isinstance(last, float) else 0.5) + 1.0,  # floats: 16 bytes
+        lambda last: (last if isinstance(last, int) else 1 << 20) + 1,  # ints above the small-int cache
+        *(lambda _, items=items: tuple(items) for items in tuple_items),
+        lambda _: [],
+        lambda _: {},
+        lambda _: {"key": None},  # a dict with its keys object
+        lambda _: iter(()),
+        lambda _: iter([]),
+        lambda _: range(1),
+        lambda _: iter(range(1)),
+        lambda _: slice(1),
+        lambda _: held.append,  # builtin bound methods
+        lambda _: probe_object.method,  # bound Python methods
+    ]
+    held.extend((Probe, probe_object, tuple_items, makers))
+    probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
+    top = id(probe)
+    del probe
+    # Twice: the second pass takes the blocks that temporaries of the first one (loop iterators,
+    # list growth) left behind.
+    for _ in (1, 2):
+        for make in makers:
+            last = make(None)
+            while id(last) < top and len(held) < 10_000_000:  # a bound: a surprise must not hang the build
+                held.append(last)
+                last = make(last)
     return held
 
 
@@ -145,13 +149,11 @@ PRELOADED = _preload()
 # then packed together at the top of the heap, and the few pages a run touches of them are few.
 _HELD = [_use_up_free_memory()]
 
-import io  # noqa: E402
+import random as _random  # noqa: E402
 
-import wit_world  # noqa: E402
 import wasmrun_core as _core  # noqa: E402
 import wasmrun_eval  # noqa: E402, F401  (wasmrun eval's guard, in the snapshot: see its docstring)
-from componentize_py_types import Err  # noqa: E402
-from wit_world.imports import host as _host  # noqa: E402
+from wasmrun_component import STDERR, STDOUT, WitWorld  # noqa: E402
 
 if "asyncio.selector_events" in sys.modules:  # preloaded: patch the snapshot's copy once, at build time
     _core.socketless_event_loop(sys.modules["asyncio.selector_events"])
@@ -162,161 +164,9 @@ if "queue" in sys.modules:
 
 _core.SHIM_FILES.add(__file__)
 
-# The bindings as componentize-py made them, for the shim's own use. Guest code that imports
-# `wit_world.imports.host` gets the checked versions below instead.
-_raw_call = _host.call
-_raw_output = _host.output
-
-
-def _wit_string(value: object, what: str) -> None:
-    """Refuse what cannot become a WIT string with a Python error.
-
-    componentize-py cannot lower a lone surrogate into a WIT string: it executes
-    `unreachable`, which kills the whole instance (the run ends as a GuestCrash).
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    value.encode("utf-8")  # UnicodeEncodeError ("surrogates not allowed") names the position
-
-
-def _checked_call(name: str, args: str) -> str:
-    """`host.call` for guest code: invalid text is a Python error, not a crash."""
-    _wit_string(name, "name")
-    _wit_string(args, "args")
-    return _raw_call(name, args)  # type: ignore[no-any-return]
-
-
-def _checked_output(fd: int, text: str) -> None:
-    """`host.output` for guest code: invalid text or fd is a Python error, not a crash."""
-    if not isinstance(fd, int) or not 0 <= fd < 2**32:
-        raise ValueError(f"fd must be an int in [0, 2**32), not {fd!r}")
-    _wit_string(text, "text")
-    _raw_output(fd, text)
-
-
-_checked_call.__name__ = _checked_call.__qualname__ = "call"
-_checked_output.__name__ = _checked_output.__qualname__ = "output"
-_host.call, _host.output = _checked_call, _checked_output  # type: ignore[assignment]
-
-import errno  # noqa: E402
 import os  # noqa: E402
-import stat  # noqa: E402
 
-
-def _rename(src: object, dst: object, *, src_dir_fd: object = None, dst_dir_fd: object = None) -> None:
-    """`os.rename`/`os.replace` for files in the run's virtual /work, without ``rename-at``.
-
-    wasmtime 50 traps on ``descriptor.rename-at`` (two borrowed descriptors in one
-    host call: "deferred host scope has no call context"), which would crash the
-    run. The filesystem is the run's own in-memory one, where nothing can observe
-    a half-done rename, so a rename copies the file and removes the source.
-    Renaming directories is refused (``EXDEV``, as across filesystems).
-    """
-    if src_dir_fd is not None or dst_dir_fd is not None:
-        raise NotImplementedError("dir_fd unavailable on this platform")
-    src, dst = os.fspath(src), os.fspath(dst)
-    info = os.stat(src)
-    if stat.S_ISDIR(info.st_mode):
-        raise OSError(errno.EXDEV, "renaming a directory is not supported in the sandbox", src)
-    if os.path.isdir(dst):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), dst)
-    if os.path.abspath(src) == os.path.abspath(dst):
-        return
-    with open(src, "r+b") as f:  # PermissionError for a read-only input file, before anything changes
-        data = f.read()
-    with open(dst, "wb") as f:
-        f.write(data)
-    os.unlink(src)
-
-
-os.rename = os.replace = _rename
-
-
-class _Capture(io.TextIOBase):
-    """sys.stdout/sys.stderr for one run: line-buffered, like a terminal.
-
-    Each flush is one host call (`host.output`, ~50 us through wasmtime-py), so
-    text is gathered until a newline, 32 KiB, or the end of the run, where the
-    unflushed rest travels back in the outcome itself. Flushing at every newline
-    means the partial output of a run that traps (deadline, fuel, memory) is kept
-    up to its last complete line.
-    """
-
-    CHUNK = 32 * 1024
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._parts: list[str] = []
-        self._size = 0
-        self.buffer = _BinaryCapture(self)
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:  # type: ignore[override]
-        return "replace"
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._parts.append(text)
-        self._size += len(text)
-        if "\n" in text or self._size >= self.CHUNK:
-            self.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        if self._parts:
-            _raw_output(self._fd, self.take().encode("utf-8", "replace").decode("utf-8"))
-
-    def take(self) -> str:
-        text = "".join(self._parts)
-        self._parts.clear()
-        self._size = 0
-        return text
-
-class _BinaryCapture(io.RawIOBase):
-    """`sys.stdout.buffer`: bytes are decoded as UTF-8 (invalid bytes replaced)."""
-
-    def __init__(self, text: _Capture) -> None:
-        self._text = text
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        view = memoryview(data).cast("B")
-        self._text.write(bytes(view).decode("utf-8", "replace"))
-        return len(view)
-
-    def flush(self) -> None:
-        self._text.flush()
-
-
-def _call(name: str, payload: str) -> str:
-    """A tool call through the component import `host.call`."""
-    try:
-        return _raw_call(name, payload)
-    except Err as err:
-        raise _core.ToolError(str(err.value)) from None
-
-
-# The run's stdout/stderr, made now so that a run only points sys.stdout/sys.stderr
-# at them: building them per run touches ~65 pages of class machinery in the
-# snapshot. Each instance serves one user run, and every run ends with `take()`.
-_STDOUT = _Capture(1)
-_STDERR = _Capture(2)
+__all__ = ["WitWorld"]
 
 
 def _warm_up(world: object) -> None:
@@ -330,7 +180,7 @@ def _warm_up(world: object) -> None:
     leaves behind (line cache entry, `tools` module) is reset or is what a run
     without tools installs anyway.
     """
-    sys.stdout, sys.stderr = _STDOUT, _STDERR  # for good: a run finds them in place (see `WitWorld.run`)
+    sys.stdout, sys.stderr = STDOUT, STDERR  # for good: a run finds them in place (see `WitWorld.run`)
     requests = [
         {"code": code, "recursion_limit": 1000, "max_value_chars": 1000, "seed": None, "entropy": 1,
          "deterministic": False, "tools": [], "cwd": None, "session_call": 0}
@@ -340,37 +190,11 @@ def _warm_up(world: object) -> None:
         for request in requests:
             _random.seed = _seed_at_first_run  # as in a new instance
             world.run(_core.json.dumps(request))  # type: ignore[attr-defined]
-        _STDOUT.write("1")  # the capture's own path, without the host call of a flush
-        _STDOUT.take()
+        STDOUT.write("1")  # the capture's own path, without the host call of a flush
+        STDOUT.take()
     import linecache
 
     linecache.cache.pop(_core.FILENAME, None)
-
-
-import random as _random  # noqa: E402
-
-_RANDOM_SEED = _random.seed  # the real one (the end of this module explains why it is swapped)
-
-
-class WitWorld(wit_world.WitWorld):
-    def run(self, request: str) -> str:
-        if _random.seed is not _RANDOM_SEED:  # the first run of an instance (see the end of this module)
-            _random.seed = _RANDOM_SEED
-        if sys.stdout is not _STDOUT or sys.stderr is not _STDERR:  # put back by the snapshot; code may move them
-            sys.stdout, sys.stderr = _STDOUT, _STDERR
-        for stream in (_STDOUT, _STDERR):  # a session's earlier call may have left text behind
-            if stream._parts:
-                stream.take()
-        outcome = _core.run_request(request, _call)
-        # The unflushed tail of the output travels back in the outcome itself.
-        for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            try:
-                outcome[key] = stream.take().encode("utf-8", "replace").decode() if isinstance(stream, _Capture) else ""
-            except BaseException:  # noqa: BLE001
-                outcome[key] = ""
-        # Lone surrogates (e.g. in an exception message) cannot cross the WIT
-        # string boundary; replace them rather than fail the whole outcome.
-        return _core.encode_outcome(outcome)
 
 
 # componentize-py calls `random.seed()` when an instance starts (the one of the snapshot would repeat
@@ -385,8 +209,8 @@ def _seed_at_first_run(*args: object, **kwargs: object) -> None:
 
 import gc  # noqa: E402
 
-# From here on nothing adds a global to this module: that would invalidate the lookups the warm-up
-# specialised.
+# After the warm-up nothing may add a global to the shim's modules (`wasmrun_core`,
+# `wasmrun_component`): that would invalidate the lookups it specialised.
 _warm_up(WitWorld())
 
 # componentize-py empties `os.environ` and `sys.argv` after this module (the build's are not the run's):

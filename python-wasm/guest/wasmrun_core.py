@@ -5,7 +5,7 @@ outcome (the JSON document ``wasmrun._result.GuestOutcome`` decodes): REPL-style
 value of the last expression, tracebacks that point at the user's own lines,
 error kinds, and the ``import tools`` stubs. What differs between images (how
 output reaches the host, how a tool call travels, how the outcome is returned)
-is the image's glue module: ``app.py`` for the default component image,
+is the image's glue module: ``wasmrun_component.py`` for the default component image,
 ``python-wasm/scientific/wasmrun_scientific.py`` for the scientific image.
 
 Nothing in this file is a security boundary: guest code runs in the same
