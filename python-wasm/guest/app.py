@@ -208,6 +208,31 @@ def _seed_at_first_run(*args: object, **kwargs: object) -> None:
 
 
 import gc  # noqa: E402
+import types  # noqa: E402
+
+
+def _gather_code() -> None:
+    """Copy the code objects of the shim's functions, so that the copies sit together in fresh memory.
+
+    A call writes the reference counts of the function's code object (and the
+    warm-up writes its inline caches): made at import, interleaved with
+    everything else the modules define, they spread over many pages.
+    """
+    import wasmrun_component
+    from wit_world.imports import host
+
+    for module in (_core, wasmrun_component, host):
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                candidates = list(vars(value).values())
+            else:
+                candidates = [value]
+            for function in candidates:
+                if isinstance(function, types.FunctionType) and function.__module__ == module.__name__:
+                    function.__code__ = function.__code__.replace()
+
+
+_gather_code()
 
 # After the warm-up nothing may add a global to the shim's modules (`wasmrun_core`,
 # `wasmrun_component`): that would invalidate the lookups it specialised.
