@@ -109,12 +109,14 @@ def _use_up_free_memory() -> list[object]:
     tuple_items = [[None] * size for size in range(1, 21)]
     # Every object the draining itself needs is made now and kept: a temporary made before its size
     # class is drained would sit in an old block and leave a hole there when freed.
-    makers: list[Callable[[object], object]] = [
+    by_size: list[Callable[[object], object]] = [
         *(lambda _, n=(4 << 20) >> shift: bytes(n) for shift in range(1, 13)),  # malloc, largest first
         lambda _: bytes(512 - 16),  # the smallest block malloc gets (513 bytes: code objects, tables...)
         *(lambda _, n=n: bytes(n) for n in range(512 - 17, 0, -8)),  # pymalloc classes 24..512 (17 + n)
-        # The interpreter's free lists, each followed by pymalloc's pools of the same size.
         lambda _: object(),  # 8 bytes
+    ]
+    # The interpreter's free lists, each followed by pymalloc's pools of the same size.
+    free_listed: list[Callable[[object], object]] = [
         lambda last: (last if isinstance(last, float) else 0.5) + 1.0,  # floats: 16 bytes
         lambda last: (last if isinstance(last, int) else 1 << 20) + 1,  # ints above the small-int cache
         *(lambda _, items=items: tuple(items) for items in tuple_items),
@@ -129,15 +131,22 @@ def _use_up_free_memory() -> list[object]:
         lambda _: held.append,  # builtin bound methods
         lambda _: probe_object.method,  # bound Python methods
     ]
-    held.extend((Probe, probe_object, tuple_items, makers))
+    order = by_size + free_listed
+    held.extend((Probe, probe_object, tuple_items, by_size, free_listed, order))
     probe = bytes(4 << 20)  # larger than any free block: comes from the top of the heap
     top = id(probe)
     del probe
     # Twice: the second pass takes the blocks that temporaries of the first one (loop iterators,
     # list growth) left behind.
     for _ in (1, 2):
-        for make in makers:
+        for make in order:
             last = make(None)
+            if make in free_listed:
+                # A free list hands out its most recently freed object first, which may be a new one
+                # while older ones wait behind it: take more than any holds (2,000 tuples of a size).
+                for _ in range(2100):
+                    held.append(last)
+                    last = make(last)
             while id(last) < top and len(held) < 10_000_000:  # a bound: a surprise must not hang the build
                 held.append(last)
                 last = make(last)
