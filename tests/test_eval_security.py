@@ -113,10 +113,10 @@ while _frame is not None:
 """
 
 # Attacks on wasmrun's guest-side plumbing (the shim that reports the outcome), without the run's token.
-# They patch every shim module (whatever its layout: the ones that hold the outcome encoder `_dumps`).
+# They patch every shim module (whatever its layout: the ones that hold the outcome encoder `_encode_outcome`).
 _SHIM_MODULES = """
 import sys as _sys
-_shims = [m for m in list(_sys.modules.values()) if callable(getattr(m, "_dumps", None))]
+_shims = [m for m in list(_sys.modules.values()) if callable(getattr(m, "_encode_outcome", None))]
 assert _shims, "no shim module found: update these attacks to the shim's layout"
 """
 SHIM_ERROR_HOOK = (
@@ -132,15 +132,17 @@ SHIM_FORGED_OUTCOME = (
     _SHIM_MODULES
     + """
 for _m in _shims:
-    _m._dumps = (lambda real: lambda o, **kw: real(dict(o, error=None, exit_code=None, value=None), **kw))(_m._dumps)
+    _m._encode_outcome = (lambda real: lambda o: real(dict(o, error=None, exit_code=None, value=None)))(
+        _m._encode_outcome
+    )
 """
 )
 SHIM_GUESSED_TOKEN = (
     _SHIM_MODULES
     + """
 for _m in _shims:
-    _m._dumps = (lambda real: lambda o, **kw: real(dict(o, error=None, exit_code=None, value=repr("0" * 32)), **kw))(
-        _m._dumps
+    _m._encode_outcome = (lambda real: lambda o: real(dict(o, error=None, exit_code=None, value=repr("0" * 32))))(
+        _m._encode_outcome
     )
 """
 )
@@ -233,8 +235,8 @@ TARGETED = (
 import linecache as _linecache
 _token = eval(_linecache.cache["<code>"][2][-1].strip())
 for _m in _shims:
-    _m._dumps = (lambda real: lambda o, **kw: real(dict(o, error=None, exit_code=None, value=repr(_token)), **kw))(
-        _m._dumps
+    _m._encode_outcome = (lambda real: lambda o: real(dict(o, error=None, exit_code=None, value=repr(_token))))(
+        _m._encode_outcome
     )
 """
 )
