@@ -300,21 +300,11 @@ class Sandbox:
         try:
             size = len(code.encode("utf-8"))
         except UnicodeEncodeError as exc:
-            return failed_run(
-                code,
-                "syntax",
-                "UnicodeEncodeError",
-                f"code is not valid Unicode text: {exc.reason} at position {exc.start}",
-                started,
-            )
+            reason = f"code is not valid Unicode text: {exc.reason} at position {exc.start}"
+            return failed_run(code, "syntax", "UnicodeEncodeError", reason, started)
         if size > limits.max_code_bytes:
-            return failed_run(
-                code,
-                "syntax",
-                "ValueError",
-                f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)",
-                started,
-            )
+            reason = f"code is {size:,} bytes; the limit is {limits.max_code_bytes:,} (Limits.max_code_bytes)"
+            return failed_run(code, "syntax", "ValueError", reason, started)
         return None
 
     def _request(self, code: str, limits: Limits, cwd: str | None, *, seed: int | None, session_call: int) -> str:
