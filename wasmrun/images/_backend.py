@@ -220,6 +220,13 @@ class Backend(ABC, Generic[I]):
         finally:
             leave_run()
 
+    def warm_up_pays_for(self, code: str) -> bool:
+        """Whether a warmed instance saves a run of `code` more than the warm-up costs (see `InstancePool`).
+
+        The pool refills while runs come back to back only while recent runs said yes.
+        """
+        return self.warm_up_pays_when_busy
+
     def fallback(self, memory_bytes: int, code: str) -> I:
         """An instance for `code` when no warmed one is ready (on the run's hot path)."""
         return self.instantiate(memory_bytes)

@@ -13,13 +13,28 @@ imports numpy, pandas and matplotlib), and a run must not close its own
 instance meanwhile (closing a scientific store took 25-55 ms on a loaded
 machine, all of it added to a timed-out run's overshoot).
 
-A warm-up is not free: for the default image it costs about as much CPU as the
-run it speeds up. Back to back runs would then pay twice (measured: 5.1 ms per
-run with 4 warmed instances vs 2.7 ms without a pool). So for an image whose
-`Backend.warm_up_pays_when_busy` is False the pool refills with *cold*
-instances (instantiation is cheap and touches no snapshot pages) and warms them
-only after the caller has been idle for `IDLE_S`; a pool then never costs
-throughput, and still cuts the latency of a run that follows a pause.
+Work in the background is not free either. On two cores, making or closing
+an instance while a run executes slows that run down (the address space is
+shared, so every mapping change and copy-on-write fault on one core interrupts
+the other) and the scientific image's warm copy takes CPU the caller wanted;
+measured back to back, a pool that refilled at once made fresh `print(1)` runs
+~30% slower on the default image and ~2x slower on the scientific image than
+`prewarm=0`. So the pool works only while it pays:
+
+* While runs come back to back (one is going on, or one ended less than
+  `QUIET_S` ago) the pool makes nothing and closes nothing of the default
+  image; runs take a ready instance if there is one and otherwise make their
+  own (`Backend.fallback`), and close their instance themselves once
+  `_MAX_PENDING` used ones wait. It refills then only if a warm instance saves
+  recent runs more than it costs (`Backend.warm_up_pays_for`: a scientific run
+  that imports numpy or pandas, 30 ms vs 6 ms with a ready one; never the
+  default image, whose warm-up costs as much as it saves).
+* Once the caller is quiet, the pool closes used instances and refills: the
+  default image with *cold* instances (instantiation is cheap and touches no
+  snapshot pages), warmed only after the caller has been idle for `IDLE_S`.
+
+So back-to-back runs cost what they cost with ``prewarm=0`` (within noise), and
+a run after a pause finds a warmed instance.
 
 Every instance serves exactly one user run. The warm-up runs none of the
 user's code and the guest shim resets everything a run may see (stdout/stderr,
@@ -32,6 +47,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from typing import Generic
 
 import wasmtime
@@ -39,9 +55,41 @@ import wasmtime
 from .. import _shutdown
 from ._backend import Backend, GuestTrap, I
 
+#: How long after the last run the caller counts as quiet, so that background work no longer competes with runs.
+QUIET_S = 0.002
 #: How long the caller must have left the pool alone before cold instances are warmed.
 IDLE_S = 0.01
+_RECENT = 8  # takes remembered for `Backend.warm_up_pays_for`
 _MAX_PENDING = 4  # used instances waiting for the pool thread; past this the caller closes its own
+
+
+class _Alarm:
+    """What a pool thread sleeps on: `ring` wakes it only while it is parked (asleep with no timeout).
+
+    Awake threads re-check the pool's state at least every `QUIET_S`, so runs that
+    come back to back wake nobody: each wake-up crosses to the other core.
+    """
+
+    __slots__ = ("_event", "_parked")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._parked = False
+
+    def ring(self, *, always: bool = False) -> None:
+        if always or self._parked:
+            self._event.set()
+
+    def sleep(self, timeout: float | None, has_work: Callable[[], bool]) -> None:
+        """Sleep up to `timeout` seconds, or until rung when None (`has_work` is checked once parked: no lost ring)."""
+        if timeout is None:
+            self._parked = True
+            if has_work():
+                self._parked = False
+                return
+        self._event.wait(timeout)
+        self._event.clear()
+        self._parked = False
 
 
 class InstancePool(Generic[I]):
@@ -57,8 +105,10 @@ class InstancePool(Generic[I]):
         self._in_use = 0  # instances taken and not handed back: a run is going on
         self._counting = threading.Lock()
         self._used: collections.deque[I] = collections.deque()
-        self._wake = threading.Event()
-        self._used_wake = threading.Event()
+        self._wake = _Alarm()  # the pool thread's
+        self._used_wake = _Alarm()  # the closing thread's
+        self._paid = collections.deque([False] * _RECENT, maxlen=_RECENT)  # warm_up_pays_for of the last takes
+        self._gate_closing = True
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="wasmrun-prewarm", daemon=True)
         self._thread.start()
@@ -71,20 +121,25 @@ class InstancePool(Generic[I]):
 
         `warm`: only a warmed instance will do (a deterministic run must not see whether the pool had one).
         """
+        with self._counting:
+            self._in_use += 1  # before making an instance, which is part of the run (the pool must not compete)
         self._last_active = time.monotonic()
-        item: I | None = None
+        pays = warm or self._backend.warm_up_pays_for(code)
+        self._paid.append(pays)
+        if pays:
+            self._wake.ring(always=True)  # refill now: the pool thread does not wait for the caller to be quiet
         for queue in (self._ready,) if warm else (self._ready, self._cold):
             try:
                 item = queue.popleft()
-                break
             except IndexError:
                 continue
-        if item is None:
-            item = self._backend.fresh(self.memory_bytes, code, warm=warm)
-        with self._counting:
-            self._in_use += 1
-        self._wake.set()
-        return item
+            self._wake.ring()
+            return item
+        try:
+            return self._backend.fresh(self.memory_bytes, code, warm=warm)
+        except BaseException:
+            self._release()
+            raise
 
     def discard(self, instance: I) -> None:
         """Hand a used instance over to be disposed of off the hot path (by the closing thread).
@@ -93,20 +148,23 @@ class InstancePool(Generic[I]):
         runs faster than it would otherwise leave one whole guest (~7-60 MiB of
         host memory each) waiting per run, without bound.
         """
-        with self._counting:
-            self._in_use -= 1
-        self._last_active = time.monotonic()
+        self._release()
         if self._closed or len(self._used) >= _MAX_PENDING:
             self._backend.close(instance)
             return
         self._used.append(instance)
-        self._used_wake.set()
-        self._wake.set()
+        self._used_wake.ring()
+
+    def _release(self) -> None:
+        """A run's instance is no longer in use (handed back, or never made)."""
+        with self._counting:
+            self._in_use -= 1
+        self._last_active = time.monotonic()
 
     def close(self) -> None:
         self._closed = True
-        self._wake.set()
-        self._used_wake.set()
+        self._wake.ring(always=True)
+        self._used_wake.ring(always=True)
 
     def stop(self, timeout: float) -> None:
         """Close, and wait for the thread to dispose of its instances (at interpreter exit)."""
@@ -115,26 +173,43 @@ class InstancePool(Generic[I]):
             if thread is not threading.current_thread():
                 thread.join(timeout)
 
+    def _until_quiet(self) -> float | None:
+        """0.0 when the caller is quiet (module docstring); else how long until it may be (None: a run is on)."""
+        if self._in_use:
+            return None
+        return max(0.0, QUIET_S - (time.monotonic() - self._last_active))
+
     def _close_loop(self) -> None:
         backend = self._backend
         while True:
-            while self._used:
+            wait: float | None = None
+            while self._used and not self._closed:
+                wait = self._until_quiet() if self._gate_closing else 0.0
+                if wait != 0.0:
+                    break
                 backend.close(self._used.popleft())
             if self._closed:
+                while self._used:
+                    backend.close(self._used.popleft())
                 return
-            self._used_wake.wait()
-            self._used_wake.clear()
+            if not self._used:
+                wait = None
+            elif wait is None:
+                wait = QUIET_S  # a run is going on: look again soon (discard does not ring while we are awake)
+            self._used_wake.sleep(wait, lambda: bool(self._used) or self._closed)
 
     def _loop(self) -> None:
         backend = self._backend
+        warm_now = backend.warm_up_pays_when_busy
         while True:
             if self._closed:
                 for queue in (self._ready, self._cold):
                     while queue:
                         backend.close(queue.popleft())
                 return
-            warm_now = backend.warm_up_pays_when_busy
-            if len(self._ready) + len(self._cold) < self._size:
+            until_quiet = self._until_quiet()
+            quiet = until_quiet == 0.0
+            if len(self._ready) + len(self._cold) < self._size and (quiet or (warm_now and any(self._paid))):
                 try:
                     instance = (backend.prewarmed if warm_now else backend.instantiate)(self.memory_bytes)
                 except (wasmtime.WasmtimeError, wasmtime.Trap, GuestTrap):
@@ -146,7 +221,7 @@ class InstancePool(Generic[I]):
                     continue
                 (self._ready if warm_now else self._cold).append(instance)
                 continue
-            idle_for = -1.0 if self._in_use else time.monotonic() - self._last_active
+            idle_for = time.monotonic() - self._last_active if quiet else -1.0
             if self._cold and idle_for >= IDLE_S:
                 try:
                     instance = self._cold.popleft()
@@ -159,7 +234,13 @@ class InstancePool(Generic[I]):
                     continue
                 self._ready.append(instance)
                 continue
-            # With cold instances and no run going on, look again when the caller may count as idle
-            # (a run handing its instance back wakes us too).
-            self._wake.wait(max(0.001, IDLE_S - idle_for) if self._cold and not self._in_use else None)
-            self._wake.clear()
+            # Nothing to do now: park when the pool is full and warm (a take rings), otherwise look again
+            # when the caller may count as quiet, or idle for cold instances to warm.
+            timeout: float | None
+            if not (self._cold or len(self._ready) < self._size):
+                timeout = None
+            elif not quiet:
+                timeout = QUIET_S if until_quiet is None else until_quiet
+            else:
+                timeout = max(0.001, IDLE_S - idle_for)
+            self._wake.sleep(timeout, lambda: len(self._ready) + len(self._cold) < self._size or self._closed)

@@ -237,21 +237,27 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
             raise
         return instance
 
+    def warm_up_pays_for(self, code: str) -> bool:
+        """Only code that looks like it uses the data stack gains from a warm instance (a template copy)."""
+        return _USES_STACK.search(code) is not None
+
     def fallback(self, memory_bytes: int, code: str) -> ScientificInstance:
         """No ready instance: copy the warm template (~40 ms) if the code looks like it uses the data stack."""
-        if _USES_STACK.search(code):
+        if self.warm_up_pays_for(code):
             template = self._template
-            if template is None:
-                self._build_template_soon()
-            else:
-                instance = self._raw(memory_bytes)
-                try:
-                    template.apply(instance)
-                except BaseException:
-                    self.close(instance)
-                    raise
-                return instance
+            if template is not None:
+                return self._from_template(template, memory_bytes)
+            self._build_template_soon()
         return self.instantiate(memory_bytes)
+
+    def _from_template(self, template: Template, memory_bytes: int) -> ScientificInstance:
+        instance = self._raw(memory_bytes)
+        try:
+            template.apply(instance)
+        except BaseException:
+            self.close(instance)
+            raise
+        return instance
 
     def _build_template_soon(self) -> None:
         """Build the warm template on a background thread (once), for later runs without a ready instance."""
@@ -367,13 +373,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         """
         template = self._template
         if template is not None:
-            instance = self._raw(memory_bytes)
-            try:
-                template.apply(instance)
-            except BaseException:
-                self.close(instance)
-                raise
-            return instance
+            return self._from_template(template, memory_bytes)
         instance = super().prewarmed(memory_bytes)
         with self._template_lock:
             if self._template is None:
