@@ -2,23 +2,19 @@
 
 The image-independent part of the guest runner is `wasmrun_core`; this module
 is what is specific to the componentize-py component: `sys.stdout`/`sys.stderr`
-that send complete lines to the host, tool calls through the WIT import, the
-`run` export, and `os.rename` for the run's virtual filesystem. `app` (the
-build-time half: standard library preload, snapshot preparation) imports it
-after it has taken the free memory the standard library left behind, so the
-objects defined here sit together at the top of the heap: a run touches few
-pages of them.
+that send complete lines to the host, tool calls through the WIT import, and
+the `run` export. `app` (the build-time half: standard library preload, snapshot
+preparation) imports it after it has taken the free memory the standard library
+left behind, so the objects defined here sit together at the top of the heap: a
+run touches few pages of them.
 
 Nothing in this file is a security boundary (see `app`).
 """
 
 from __future__ import annotations
 
-import errno
 import io
-import os
 import random as _random
-import stat
 import sys
 
 import wasmrun_core as _core
@@ -63,35 +59,6 @@ def _checked_output(fd: int, text: str) -> None:
 _checked_call.__name__ = _checked_call.__qualname__ = "call"
 _checked_output.__name__ = _checked_output.__qualname__ = "output"
 _host.call, _host.output = _checked_call, _checked_output  # type: ignore[assignment]
-
-
-def _rename(src: object, dst: object, *, src_dir_fd: object = None, dst_dir_fd: object = None) -> None:
-    """`os.rename`/`os.replace` for files in the run's virtual /work, without ``rename-at``.
-
-    wasmtime 50 traps on ``descriptor.rename-at`` (two borrowed descriptors in one
-    host call: "deferred host scope has no call context"), which would crash the
-    run. The filesystem is the run's own in-memory one, where nothing can observe
-    a half-done rename, so a rename copies the file and removes the source.
-    Renaming directories is refused (``EXDEV``, as across filesystems).
-    """
-    if src_dir_fd is not None or dst_dir_fd is not None:
-        raise NotImplementedError("dir_fd unavailable on this platform")
-    src, dst = os.fspath(src), os.fspath(dst)
-    info = os.stat(src)
-    if stat.S_ISDIR(info.st_mode):
-        raise OSError(errno.EXDEV, "renaming a directory is not supported in the sandbox", src)
-    if os.path.isdir(dst):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), dst)
-    if os.path.abspath(src) == os.path.abspath(dst):
-        return
-    with open(src, "r+b") as f:  # PermissionError for a read-only input file, before anything changes
-        data = f.read()
-    with open(dst, "wb") as f:
-        f.write(data)
-    os.unlink(src)
-
-
-os.rename = os.replace = _rename
 
 
 class _Capture(io.TextIOBase):

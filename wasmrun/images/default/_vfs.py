@@ -263,18 +263,39 @@ class VirtualFS:
         del self._nodes[target]
 
     def rename_at(self, rep: int, old: str, new_rep: int, new: str) -> None:
+        """POSIX ``rename``: a file or a whole directory; what is open under it follows it.
+
+        Input files and the directories that hold them stay where they are
+        (``not-permitted``). A file may replace a file, a directory an empty
+        directory; a directory cannot move into itself.
+        """
         src = self._normalise(self._desc(rep).path, old)
         dst = self._normalise(self._desc(new_rep).path, new)
         node = self._node(src)
-        if node.readonly or node.is_dir:
+        moved = [src, *(p for p in self._nodes if p.startswith(src + "/"))] if node.is_dir else [src]
+        if any(self._nodes[p].readonly for p in moved):
             raise FsError("not-permitted")
+        if not self._node(posixpath.dirname(dst)).is_dir:
+            raise FsError("not-directory")
+        if src == dst:
+            return
+        if dst.startswith(src + "/"):
+            raise FsError("invalid")
         existing = self._nodes.get(dst)
         if existing is not None:
-            if existing.readonly or existing.is_dir:
+            if existing.readonly:
                 raise FsError("not-permitted")
+            if existing.is_dir != node.is_dir:
+                raise FsError("is-directory" if existing.is_dir else "not-directory")
+            if existing.is_dir and any(p.startswith(dst + "/") for p in self._nodes):
+                raise FsError("not-empty")
             self.used_bytes -= len(existing.data)
-        del self._nodes[src]
-        self._nodes[dst] = node
+        for path in moved:
+            self._nodes[dst + path[len(src) :]] = self._nodes.pop(path)
+        handles: list[_Open | _Stream] = [*self._open.values(), *self._streams.values()]
+        for handle in handles:
+            if handle.path == src or handle.path.startswith(src + "/"):
+                handle.path = dst + handle.path[len(src) :]
 
     def read_directory(self, rep: int) -> int:
         base = self._desc(rep).path

@@ -105,9 +105,11 @@ def _adapt(fty: FuncType, impl: Callable[..., Any], name: str) -> Callable[..., 
     * Every failure becomes a wasmtime trap; nothing (not even KeyboardInterrupt)
       propagates through the ctypes callback, which would crash the host.
     """
-    # Only `self` is converted: converting a second borrowed resource in the same
-    # call trips a wasmtime 50 bug ("deferred host scope has no call context").
-    borrow_positions = {i for i, (_, ty) in enumerate(fty.params[:1]) if isinstance(ty, BorrowType)}
+    # Every borrowed parameter is converted: one left unconverted is still lent
+    # when the call returns, which wasmtime traps on ("borrow handles still remain
+    # at the end of the call"). Two in one call (`rename-at`) need wasmtime >= 51:
+    # 50 trapped on the second ("deferred host scope has no call context").
+    borrow_positions = {i for i, (_, ty) in enumerate(fty.params) if isinstance(ty, BorrowType)}
     borrow_lists = {
         i for i, (_, ty) in enumerate(fty.params) if isinstance(ty, ListType) and isinstance(ty.element, BorrowType)
     }
@@ -257,8 +259,7 @@ class _Implementations:
             "[method]descriptor.create-directory-at": fs(V.create_directory_at),
             "[method]descriptor.unlink-file-at": fs(V.unlink_file_at),
             "[method]descriptor.remove-directory-at": fs(V.remove_directory_at),
-            # The target directory is always resolved from the one preopened root.
-            "[method]descriptor.rename-at": fs(lambda v, rep, old, _new_dir, new: v.rename_at(rep, old, 1, new)),
+            "[method]descriptor.rename-at": fs(V.rename_at),
             "[method]descriptor.read-directory": fs(V.read_directory, lambda r: ResourceHost.own(r, self.dirlist)),
             "[method]directory-entry-stream.read-directory-entry": fs(V.read_directory_entry),
             "[method]descriptor.read-via-stream": fs(lambda v, rep, off: v.open_stream(rep, off, write=False), own_in),
