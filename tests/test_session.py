@@ -315,6 +315,26 @@ def test_snapshot_from_another_version_or_damaged_is_refused(sb: Sandbox) -> Non
         sb.restore("text")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ({"code": b"1"}, TypeError, "code must be a str, got bytes"),
+        ({"code": "1", "limits": 5}, TypeError, "limits must be a wasmrun.Limits, got int"),
+        ({"code": "1", "files": ["a"]}, TypeError, "files must be a mapping of name to bytes, got list"),
+        ({"code": "1", "files": {"/a": "x"}}, ValueError, "file name '/a' must be a non-empty relative path"),
+    ],
+)
+def test_a_session_call_refuses_what_a_run_refuses(
+    sb: Sandbox, session: Session, args: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Same arguments, same error and message, and the refused call is not counted."""
+    for runner in (sb, session):
+        with pytest.raises(error) as raised:
+            runner.run(**args)  # type: ignore[arg-type]
+        assert str(raised.value) == message
+    assert session.calls == 0
+
+
 # -- scientific image ------------------------------------------------------------------------
 
 

@@ -91,3 +91,9 @@ class Limits:
         _check_int("recursion_limit", self.recursion_limit, 50, _MAX_RECURSION)
         _check_int("max_value_chars", self.max_value_chars, 1, _MAX_OUTPUT)
         _check_int("max_scratch_bytes", self.max_scratch_bytes, 0, _MAX_MEMORY)
+
+
+def check_limits(limits: object) -> None:
+    """Raise TypeError unless `limits` is a `Limits` or None (the default of whatever takes it)."""
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")

@@ -15,14 +15,14 @@ import msgspec
 import wasmtime
 
 from . import _deadline, _signals, _workers, images
+from ._arguments import check_call, check_totals
 from ._determinism import VirtualEnvironment
-from ._errors import ReentrancyError, SandboxClosedError
-from ._files import check_files
-from ._limits import Limits
+from ._errors import SandboxClosedError
+from ._limits import Limits, check_limits
 from ._result import GUEST_OUTCOME, Result, RunError, RunStats, classify_trap, failed_run
-from ._runstate import RunState, Trap, current_run, enter_run, leave_run
+from ._runstate import RunState, Trap, enter_run, leave_run
 from .images import Backend, GuestTrap, InstancePool
-from .tools import RunContext, ToolRegistry, in_tool_handler
+from .tools import RunContext, ToolRegistry
 
 if TYPE_CHECKING:
     from ._session import Session, SessionTurn
@@ -72,8 +72,7 @@ def check_options(options: SandboxOptions) -> None:
     deterministic = options.get("deterministic", False)
     image = options.get("image", "default")
     executor = options.get("executor", "auto")
-    if limits is not None and not isinstance(limits, Limits):
-        raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+    check_limits(limits)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     if not isinstance(deterministic, bool):
@@ -194,19 +193,10 @@ class Sandbox:
         self, code: str, limits: Limits | None, files: Mapping[str, bytes | str] | None, cancel: threading.Event | None
     ) -> Result:
         """`run`, stoppable from another thread: setting `cancel` stops the guest within a few ticks (`_deadline`)."""
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, got {type(code).__name__}")
-        if limits is not None and not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        inputs = check_call(code, limits, files, attempt="start a sandbox run")
         if self._closed:
             raise SandboxClosedError("this Sandbox is closed; create a new one")
-        if current_run(required=False) is not None or in_tool_handler():
-            raise ReentrancyError(
-                "a tool handler tried to start a sandbox run from inside a run on the same thread; "
-                "re-entrant runs are refused"
-            )
         limits = limits or self.limits
-        inputs = check_files(files)
         started = time.perf_counter()
         refused = self._refuse(code, limits, started)
         if refused is not None:
@@ -236,14 +226,13 @@ class Sandbox:
         ...     s.run("statistics.mean(xs)").value
         '2.5'
         """
-        if limits is not None and not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+        check_limits(limits)
         if self._closed:
             raise SandboxClosedError("this Sandbox is closed; create a new one")
         from . import _session  # imported here: it builds on this module
 
         limits = limits or self.limits
-        fuel, lifetime, idle = _session.check_totals(limits, total_fuel, lifetime_s, idle_timeout_s)
+        fuel, lifetime, idle = check_totals(limits, total_fuel, lifetime_s, idle_timeout_s)
         session = _session.Session(
             self,
             limits,

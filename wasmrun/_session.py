@@ -34,13 +34,13 @@ import msgspec
 import wasmtime
 
 from . import _snapshot
+from ._arguments import check_call, check_files, check_totals
 from ._determinism import VirtualEnvironment
-from ._errors import ReentrancyError, SessionDeadError, SnapshotError
-from ._files import check_files
-from ._limits import _MAX_FUEL, _MAX_TIMEOUT_S, Limits, _check_int, _check_seconds
+from ._errors import SessionDeadError, SnapshotError
+from ._limits import Limits
 from ._result import Result, RunError
-from ._runstate import RunState, Trap, current_run
-from .tools import RunContext, in_tool_handler
+from ._runstate import RunState, Trap
+from .tools import RunContext
 
 if TYPE_CHECKING:
     from ._sandbox import Sandbox
@@ -201,17 +201,8 @@ class Session:
         self, code: str, limits: Limits | None, files: Mapping[str, bytes | str] | None, cancel: threading.Event | None
     ) -> Result:
         """`run`, stoppable from another thread (`AsyncSession`): a cancelled call is rolled back like a timeout."""
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, got {type(code).__name__}")
-        if limits is not None and not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
-        if current_run(required=False) is not None or in_tool_handler():
-            raise ReentrancyError(
-                "a tool handler tried to run code in a session from inside a run on the same thread; "
-                "re-entrant runs are refused"
-            )
+        inputs = check_call(code, limits, files, attempt="run code in a session")
         limits = limits or self.limits
-        inputs = check_files(files)
         with self._lock:
             self._check_alive()
             self._calls += 1
@@ -455,20 +446,6 @@ def _in_session(result: Result, session_id: str, call: int) -> Result:
 
 
 # ----------------------------------------------------------------------------- options
-
-
-def check_totals(
-    limits: Limits, total_fuel: int | None, lifetime_s: float, idle_timeout_s: float
-) -> tuple[int, float, float]:
-    """Validated session totals; ``total_fuel`` defaults to 20 calls' worth of fuel."""
-    if total_fuel is None:
-        total_fuel = min(_MAX_FUEL, 20 * limits.fuel)
-    _check_int("total_fuel", total_fuel, 1, _MAX_FUEL)
-    return (
-        total_fuel,
-        _check_seconds("lifetime_s", lifetime_s, 30 * _MAX_TIMEOUT_S),
-        _check_seconds("idle_timeout_s", idle_timeout_s, 30 * _MAX_TIMEOUT_S),
-    )
 
 
 def new_seed(seed: int | None) -> int:

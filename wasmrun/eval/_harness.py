@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from .._limits import Limits
+from .._limits import Limits, check_limits
 from ._data import (
     EvalInputError,
     PathLike,
@@ -240,8 +240,7 @@ def evaluate(
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    if limits is not None and not isinstance(limits, Limits):
-        raise TypeError(f"limits must be a wasmrun.Limits, got {type(limits).__name__}")
+    check_limits(limits)
     limits = limits or DEFAULT_LIMITS
     ks = _check_ks(k)
     if console is None:
