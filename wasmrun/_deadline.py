@@ -14,15 +14,11 @@ check takes the GIL, so it stays rare) and once exactly at each run's deadline
 (`ticking`), so a deadline holds to within one late wake-up of a host thread,
 however slow the ticker was before.
 
-Ctrl-C: Python runs signal handlers only between bytecodes of the main thread,
-which sits inside the wasm call for the whole run; a `KeyboardInterrupt`
-raised there surfaces only when the guest returns on its own (at its
-deadline). While a run executes on the main thread under Python's default
-SIGINT handler, `interrupt_on_sigint` installs a handler that only marks the
-run as interrupted (raising from inside a host callback would be swallowed by
-ctypes); the next tick's callback stops the guest, and `Sandbox.run` raises
-`KeyboardInterrupt` to its caller once the instance is released. A custom
-SIGINT handler installed by the application is left alone.
+Ctrl-C: while a run executes on the main thread, SIGINT's handler only marks
+the run as interrupted (`wasmrun._sigint`: a `KeyboardInterrupt` raised inside a
+host callback would be swallowed by ctypes, or crash the process); the next
+tick's callback stops the guest, and `Sandbox.run` raises `KeyboardInterrupt`
+to its caller once the instance is released.
 
 This uses wasmtime-py's ctypes bindings (``wasmtime._ffi``), which are not
 public API; when they do not look as expected, `arm` falls back to counting
@@ -33,10 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import wasmtime
@@ -104,29 +97,3 @@ def arm(store: wasmtime.Store, timeout_s: float, ticks_for: Any) -> None:
 def ticking(ticker: EpochTicker, deadline_ns: int) -> contextlib.AbstractContextManager[None]:
     """While a run armed by `arm` executes: `ticker` advancing at its deadline too, or every tick if counted."""
     return ticker.running(deadline_ns) if _CALLBACK is not None else ticker
-
-
-@contextlib.contextmanager
-def interrupt_on_sigint(run: RunState) -> Iterator[None]:
-    """While the body runs on the main thread under the default SIGINT handler, Ctrl-C marks `run` interrupted.
-
-    The handler only sets a flag (no lock, no exception: it may run inside a
-    host callback); the guest stops at the next tick and the caller raises
-    `KeyboardInterrupt` after cleaning up (see `Sandbox.run`).
-    """
-    if (
-        _CALLBACK is None
-        or threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        run.interrupted = True
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)

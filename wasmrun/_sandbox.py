@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import msgspec
 import wasmtime
 
-from . import _deadline, _signals, _workers, images
+from . import _deadline, _sigint, _signals, _workers, images
 from ._arguments import check_call, check_totals
 from ._determinism import VirtualEnvironment
 from ._errors import SandboxClosedError
@@ -319,27 +319,28 @@ class Sandbox:
         self, code: str, limits: Limits, started: float, inputs: dict[str, bytes] | None, cancel: threading.Event | None
     ) -> Result:
         backend = self._backend
-        try:
-            instance = self._fresh_instance(limits.memory_bytes, code)
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            return failed_run(
-                code,
-                "memory",
-                "MemoryError",
-                f"could not start the interpreter within Limits.memory_bytes: {exc}",
-                started,
-            )
-        pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
-        try:
-            outcome = self._call(instance, code, limits, started, inputs, cancel=cancel)
-        finally:
-            if pool is not None:
-                pool.discard(instance)
-            else:
-                backend.close(instance)
-        if outcome.interrupted:
-            raise KeyboardInterrupt
-        return outcome.result
+        with _sigint.deferred():  # making the instance runs guest code too; Ctrl-C is raised once it is released
+            try:
+                instance = self._fresh_instance(limits.memory_bytes, code)
+            except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+                return failed_run(
+                    code,
+                    "memory",
+                    "MemoryError",
+                    f"could not start the interpreter within Limits.memory_bytes: {exc}",
+                    started,
+                )
+            pool = self._pool if self._pool is not None and self._pool.memory_bytes == limits.memory_bytes else None
+            try:
+                outcome = self._call(instance, code, limits, started, inputs, cancel=cancel)
+            finally:
+                if pool is not None:
+                    pool.discard(instance)
+                else:
+                    backend.close(instance)
+            if outcome.interrupted:
+                raise KeyboardInterrupt
+            return outcome.result
 
     def _fresh_instance(self, memory_bytes: int, code: str) -> Any:
         """A pristine instance for `code`: a pre-warmed one when the pool has the right memory cap.
@@ -404,7 +405,7 @@ class Sandbox:
         _signals.check()  # a library may have replaced wasmtime's fault handlers since
         enter_run(state)
         try:
-            with _deadline.ticking(backend.ticker, state.deadline_ns), _deadline.interrupt_on_sigint(state):
+            with _deadline.ticking(backend.ticker, state.deadline_ns), _sigint.stopping(state):
                 raw = backend.call(instance, request)
         except GuestTrap as exc:
             trap = exc

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import wasmtime
 
-from . import _snapshot
+from . import _sigint, _snapshot
 from ._arguments import check_call, check_files, check_totals
 from ._determinism import VirtualEnvironment
 from ._errors import SessionDeadError, SnapshotError
@@ -212,8 +212,9 @@ class Session:
             if refused is not None:
                 return _in_session(refused, self.id, call)
             try:
-                instance = self._ensure_instance(code)
-                return self._run_call(instance, call, code, limits, inputs, started, cancel)
+                with _sigint.deferred():  # re-execution runs guest code too (see wasmrun._sigint)
+                    instance = self._ensure_instance(code)
+                    return self._run_call(instance, call, code, limits, inputs, started, cancel)
             finally:
                 if self._dead is not None:
                     self._discard()
@@ -238,7 +239,8 @@ class Session:
                     child._holder.instance = copied
                     child._virtual = self._virtual.copy() if self._virtual is not None else None
                 else:
-                    child._ensure_instance(self._history[0].code if self._history else "")
+                    with _sigint.deferred():
+                        child._ensure_instance(self._history[0].code if self._history else "")
             except BaseException:
                 child.close()
                 raise
@@ -348,6 +350,9 @@ class Session:
                 past.files or {},
                 session=SessionTurn(self.id, past.number, self.seed, _replayer(answers, diverged), self._virtual),
             )
+            if outcome.interrupted:  # Ctrl-C: the state is rebuilt on the next call, the session lives on
+                self._discard()
+                raise KeyboardInterrupt
             error = outcome.result.error
             got = None if error is None else error.type
             if outcome.trapped or got != past.error_type or diverged or next(answers, None) is not None:

@@ -263,7 +263,11 @@ class Backend(ABC, Generic[I]):
 
     @abstractmethod
     def close(self, instance: I) -> None:
-        """Release everything `instance` holds (its store, any host directory). Never raises."""
+        """Release everything `instance` holds (its store, any host directory).
+
+        Never raises, except the `KeyboardInterrupt` of a Ctrl-C that came
+        meanwhile (closing the store defers it: `wasmrun._sigint.close`).
+        """
 
     def describe(self) -> dict[str, Any]:
         """Facts about the image for diagnostics (versions, paths)."""

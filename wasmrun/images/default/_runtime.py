@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import wasmtime
 from wasmtime.component import Component, Func, Linker
 
+from ... import _sigint
 from ..._limits import Limits
 from ..._runstate import RunState
 from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
@@ -140,7 +141,7 @@ class ComponentBackend(Backend[ComponentInstance]):
             func = instance.get_func(store, "run")
             assert func is not None, "guest image has no `run` export"
         except BaseException:
-            store.close()
+            _sigint.close(store)
             raise
         return ComponentInstance(store, func)
 
@@ -175,7 +176,7 @@ class ComponentBackend(Backend[ComponentInstance]):
         return fs.outputs() if fs is not None else {}
 
     def close(self, instance: ComponentInstance) -> None:
-        instance.store.close()
+        _sigint.close(instance.store)
 
     def image_id(self) -> str:
         if self._image_id is None:

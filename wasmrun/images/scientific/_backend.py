@@ -60,6 +60,7 @@ from typing import Any, ClassVar
 
 import wasmtime
 
+from ... import _sigint
 from ..._errors import ImageError
 from ..._limits import Limits
 from ..._runstate import RunState, Trap, current_run, enter_run, leave_run
@@ -264,9 +265,8 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         with self._template_lock:
             if self._template_thread is not None:
                 return
-            self._template_thread = threading.Thread(
-                target=self._build_template, name="wasmrun-sci-template", daemon=True
-            )
+            thread = threading.Thread(target=self._build_template, name="wasmrun-sci-template", daemon=True)
+            self._template_thread = thread
         self._template_thread.start()
 
     def _build_template(self) -> None:
@@ -335,7 +335,8 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         state.guest = instance
         enter_run(state)
         try:
-            status = self._turn(instance, chunk)
+            with _sigint.deferred():  # on the main thread, Ctrl-C is raised after the turn (see wasmrun._sigint)
+                status = self._turn(instance, chunk)
         except (wasmtime.WasmtimeError, wasmtime.Trap, Trap) as exc:
             raise wasmtime.WasmtimeError(f"{what} failed: {trap_text(exc)}") from None
         finally:
@@ -354,8 +355,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         if pointer == 0:
             raise wasmtime.WasmtimeError("the guest could not allocate its input (out of memory)")
         instance.memory.write(store, chunk, pointer)
-        status: int = instance.turn(store, pointer, len(chunk))
-        return status
+        return int(instance.turn(store, pointer, len(chunk)))
 
     def warm_up(self, instance: ScientificInstance) -> None:
         """Import numpy, pandas and matplotlib in `instance` (trusted code only, 1-3 s)."""
@@ -478,7 +478,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
 
     def close(self, instance: ScientificInstance) -> None:
         try:
-            instance.store.close()
+            _sigint.close(instance.store)
         finally:
             shutil.rmtree(instance.root, ignore_errors=True)
             self._live.discard(instance.root)

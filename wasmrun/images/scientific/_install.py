@@ -53,6 +53,7 @@ from typing import IO, Any
 import filelock
 import wasmtime
 
+from ... import _sigint
 from ..._errors import ImageError
 from .._cache import cache_root, loaded, private_dir, publish_or_warn, sha256_file, verified
 
@@ -340,7 +341,7 @@ def _prime_fonts(engine: wasmtime.Engine, module: wasmtime.Module, root: Path, p
             memory.write(store, code, pointer)
             status = turn(store, pointer, len(code))
         finally:
-            store.close()
+            _sigint.close(store)
         fonts = sorted((Path(tmp) / "matplotlib").glob("fontlist-*.json"))
         if status != 0 or not fonts:
             raise ImageError(f"priming matplotlib's font cache failed (turn status {status})")
