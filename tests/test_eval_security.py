@@ -297,9 +297,11 @@ def test_hostile_samples_fail_cleanly_and_never_stall(problem: Problem) -> None:
     rows = [{"task_id": TASK, "completion": completion} for completion, _ in HOSTILE.values()]
     rows.append({"task_id": TASK, "completion": RIGHT})  # and the harness is still fine afterwards
     started = time.perf_counter()
-    # Deadlines are wall-clock time: 2 s leaves the memory bomb (~0.4 s alone) room on a busy 2-core machine
-    # running 4 workers, where a 1 s deadline stopped it first.
-    summary = evaluate(rows, one, k=1, limits=Limits(timeout_s=2.0), workers=4, progress=False)
+    # Deadlines are wall-clock time and the memory bomb's time is the memory it fills (zeroing ~10 MB per
+    # step): under the default 256 MiB cap it took ~0.4 s alone and lost the race against a 2 s deadline on
+    # a 2-core machine at load 7 (4 workers beside other work). A 96 MiB cap leaves it a third of that.
+    limits = Limits(timeout_s=2.0, memory_bytes=96 * 2**20)
+    summary = evaluate(rows, one, k=1, limits=limits, workers=4, progress=False)
     elapsed = time.perf_counter() - started
     for result, (name, (_, categories)) in zip(summary.results, HOSTILE.items(), strict=False):
         assert not result.passed, name

@@ -425,7 +425,8 @@ def test_run_python_code_json_mode_has_status_output_and_return_value_or_error()
         failed = json.loads(text_of(call(json_server, "run_python_code", {"python_code": "1/0"})))
         assert set(failed) == {"status", "output", "error"}
         assert failed["status"] == "run-error" and "ZeroDivisionError" in failed["error"]
-        hung = json.loads(text_of(call(json_server, "run_python_code", {"python_code": "while True: pass"})))
+        # Blocked, not spinning: a spinning guest can use up Limits.fuel (5e10, ~5 s here) before the 5 s deadline.
+        hung = json.loads(text_of(call(json_server, "run_python_code", {"python_code": "import time; time.sleep(60)"})))
         assert hung["status"] == "run-error" and "timeout" in hung["error"]
 
 
