@@ -137,19 +137,31 @@ def _use_up_free_memory() -> list[object]:
     top = id(probe)
     del probe
     # Twice: the second pass takes the blocks that temporaries of the first one (loop iterators,
-    # list growth) left behind.
-    for _ in (1, 2):
-        for make in order:
+    # list growth) left behind. What the passes themselves use is kept as well (`top`, the loops'
+    # iterators): freed on return, each would leave a hole in an old page for a run's first object.
+    counts = range(2100)
+    passes = iter((1, 2))
+    held.extend((top, counts, passes))
+    for _ in passes:
+        makers = iter(order)
+        held.append(makers)
+        for make in makers:
             last = make(None)
             if make in free_listed:
                 # A free list hands out its most recently freed object first, which may be a new one
                 # while older ones wait behind it: take more than any holds (2,000 tuples of a size).
-                for _ in range(2100):
+                count = iter(counts)
+                held.append(count)
+                for _ in count:
                     held.append(last)
                     last = make(last)
             while id(last) < top and len(held) < 10_000_000:  # a bound: a surprise must not hang the build
                 held.append(last)
                 last = make(last)
+            if not isinstance(last, bytes) or len(last) < 512:
+                # Kept too: freed, it would be a free block that a run's first object of its kind takes, on a
+                # page of its own (a page per size class). Freed malloc blocks merge back into the top instead.
+                held.append(last)
     return held
 
 
