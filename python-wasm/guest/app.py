@@ -23,6 +23,29 @@ from __future__ import annotations
 
 import sys
 
+
+def _place_random() -> None:
+    """Give `random` a generator whose state lies within one page, before any module binds its methods.
+
+    Every run seeds `random` (from the host's entropy), which writes the whole
+    Mersenne Twister state (2.5 KB); where the generator made at import happens
+    to straddle a page boundary, that is two pages for every run instead of one.
+    """
+    import random
+
+    old = random._inst
+    inst, spare = old, []
+    while id(inst) % 4096 + 2512 > 4096 and len(spare) < 16:  # refcount .. end of the state
+        spare.append(inst)  # kept until the search ends, so that malloc does not hand the block back
+        inst = random.Random()
+    for name, value in list(vars(random).items()):
+        if getattr(value, "__self__", None) is old:  # `seed`, `random`, `choice`...: bound to the generator
+            setattr(random, name, getattr(inst, name))
+    random._inst = inst
+
+
+_place_random()
+
 # --------------------------------------------------------------------------
 # Standard library preload.
 #
