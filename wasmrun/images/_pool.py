@@ -18,13 +18,13 @@ an instance while a run executes slows that run down (the address space is
 shared, so every mapping change and copy-on-write fault on one core interrupts
 the other) and the scientific image's warm copy takes CPU the caller wanted;
 measured back to back, a pool that refilled at once made fresh `print(1)` runs
-~30% slower on the default image and ~2x slower on the scientific image than
-`prewarm=0`. So the pool works only while it pays:
+of the default image ~30% slower than `prewarm=0`. So the pool works only
+while it pays:
 
 * While runs come back to back (one is going on, or one ended less than
-  `QUIET_S` ago) the pool makes nothing and closes nothing of the default
-  image; runs take a ready instance if there is one and otherwise make their
-  own (`Backend.fallback`), and close their instance themselves once
+  `QUIET_S` ago) the pool makes nothing and closes nothing; runs take a
+  ready instance if there is one and otherwise make their own
+  (`Backend.fallback`), and close their instance themselves once
   `_MAX_PENDING` used ones wait. It refills then only if a warm instance saves
   recent runs more than it costs (`Backend.warm_up_pays_for`: a scientific run
   that imports numpy or pandas, 30 ms vs 6 ms with a ready one; never the
@@ -107,8 +107,7 @@ class InstancePool(Generic[I]):
         self._used: collections.deque[I] = collections.deque()
         self._wake = _Alarm()  # the pool thread's
         self._used_wake = _Alarm()  # the closing thread's
-        self._paid = collections.deque([False] * _RECENT, maxlen=_RECENT)  # warm_up_pays_for of the last takes
-        self._gate_closing = True
+        self._paid = collections.deque([False] * _RECENT, maxlen=_RECENT)  # a refill beside each last take paid
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="wasmrun-prewarm", daemon=True)
         self._thread.start()
@@ -124,7 +123,8 @@ class InstancePool(Generic[I]):
         with self._counting:
             self._in_use += 1  # before making an instance, which is part of the run (the pool must not compete)
         self._last_active = time.monotonic()
-        pays = warm or self._backend.warm_up_pays_for(code)
+        backend = self._backend
+        pays = backend.warm_up_pays_when_busy and (warm or backend.warm_up_pays_for(code))
         self._paid.append(pays)
         if pays:
             self._wake.ring(always=True)  # refill now: the pool thread does not wait for the caller to be quiet
@@ -136,7 +136,7 @@ class InstancePool(Generic[I]):
             self._wake.ring()
             return item
         try:
-            return self._backend.fresh(self.memory_bytes, code, warm=warm)
+            return backend.fresh(self.memory_bytes, code, warm=warm)
         except BaseException:
             self._release()
             raise
@@ -184,7 +184,7 @@ class InstancePool(Generic[I]):
         while True:
             wait: float | None = None
             while self._used and not self._closed:
-                wait = self._until_quiet() if self._gate_closing else 0.0
+                wait = self._until_quiet()
                 if wait != 0.0:
                     break
                 backend.close(self._used.popleft())
@@ -209,7 +209,7 @@ class InstancePool(Generic[I]):
                 return
             until_quiet = self._until_quiet()
             quiet = until_quiet == 0.0
-            if len(self._ready) + len(self._cold) < self._size and (quiet or (warm_now and any(self._paid))):
+            if len(self._ready) + len(self._cold) < self._size and (quiet or any(self._paid)):
                 try:
                     instance = (backend.prewarmed if warm_now else backend.instantiate)(self.memory_bytes)
                 except (wasmtime.WasmtimeError, wasmtime.Trap, GuestTrap):

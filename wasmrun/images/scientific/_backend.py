@@ -267,7 +267,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
                 return
             thread = threading.Thread(target=self._build_template, name="wasmrun-sci-template", daemon=True)
             self._template_thread = thread
-        self._template_thread.start()
+        thread.start()
 
     def _build_template(self) -> None:
         try:
