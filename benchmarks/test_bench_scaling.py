@@ -33,6 +33,7 @@ import pytest
 from conftest import scientific_installed
 
 import wasmrun
+from wasmrun.images.default._pages import pages_written
 
 PRINT1 = "print(1)"
 SHORT = "sum(i*i for i in range(20000))"
@@ -96,63 +97,18 @@ def test_faults_python_c_print1(benchmark: Any) -> None:
     benchmark.extra_info["minor_faults_per_run"] = round((f1 - f0) / rounds, 1)
 
 
-def _maps() -> dict[tuple[int, int], list[str]]:
-    with open("/proc/self/maps") as f:
-        rows = [line.split() for line in f]
-    return {(int(row[0].split("-")[0], 16), int(row[0].split("-")[1], 16)): row for row in rows}
-
-
-def _anonymous_kb(lo: int, hi: int) -> int:
-    """`Anonymous:` kB of the mappings inside [lo, hi): pages written there (file pages copied on write)."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if not head.endswith(":"):
-                start, end = (int(x, 16) for x in head.split("-"))
-                inside = lo <= start and end <= hi
-            elif inside and head == "Anonymous:":
-                total += int(line.split()[1])
-    return total
-
-
-def _linear_memory(new: dict[tuple[int, int], list[str]]) -> tuple[int, int]:
-    """The instance's memory: its image mapped from the `.cwasm`, with the new writable mappings around it."""
-    ((lo, hi),) = [k for k, row in new.items() if row[-1].endswith(".cwasm") and row[1].startswith("rw")]
-    while below := next((k for k, row in new.items() if k[1] == lo and row[1].startswith("rw")), None):
-        lo = below[0]
-    while above := next((k for k, row in new.items() if k[0] == hi and row[1].startswith("rw")), None):
-        hi = above[1]
-    return lo, hi
-
-
 @pytest.mark.benchmark(group="faults")
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc/self/smaps")
-def test_pages_wasmrun_fresh_print1(benchmark: Any, inline: wasmrun.Sandbox, monkeypatch: Any) -> None:
+def test_pages_wasmrun_fresh_print1(benchmark: Any, inline: wasmrun.Sandbox) -> None:
     """Pages of the instance's linear memory one fresh `print(1)` writes, from instantiate to close.
 
     The memory image is mapped copy-on-write from the compiled `.cwasm`: a page the run writes becomes
     anonymous, so `Anonymous:` of the instance's memory just before `close` counts them. Exact, the same
     on every run of an image (faults also count first reads). tests/test_snapshot_pages.py bounds it.
     """
-    backend = inline._backend  # private on purpose: the figure is of the default image's instances
-    instantiate, close = backend.instantiate, backend.close
-    memory: list[tuple[int, int]] = []
-    pages: list[int] = []
-
-    def instantiate_and_find(memory_bytes: int) -> Any:
-        before = _maps()
-        instance = instantiate(memory_bytes)
-        memory[:] = [_linear_memory({k: row for k, row in _maps().items() if k not in before})]
-        return instance
-
-    def count_and_close(instance: Any) -> None:
-        pages.append(_anonymous_kb(*memory[0]) * 1024 // os.sysconf("SC_PAGE_SIZE"))
-        close(instance)
-
-    monkeypatch.setattr(backend, "instantiate", instantiate_and_find)
-    monkeypatch.setattr(backend, "close", count_and_close)
-    result = benchmark.pedantic(inline.run, args=(PRINT1,), rounds=20, iterations=1, warmup_rounds=0)
+    # private on purpose: the figure is of the default image's instances
+    with pages_written(inline._backend) as pages:
+        result = benchmark.pedantic(inline.run, args=(PRINT1,), rounds=20, iterations=1, warmup_rounds=0)
     assert result.stdout == "1\n"
     benchmark.extra_info["pages_written_per_run"] = sorted(pages)[len(pages) // 2]
     benchmark.extra_info["pages_written_min_max"] = [min(pages), max(pages)]
