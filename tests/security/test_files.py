@@ -62,6 +62,11 @@ def test_rename_in_work(
     healthy()
 
 
+def _refused(code: str, after: str, *, setup: str = "") -> str:
+    """Guest code that runs `code`, prints the name of the OSError it raises, then prints `after`."""
+    return f"import os\n{setup}try:\n    {code}\nexcept OSError as exc:\n    print(type(exc).__name__)\nprint({after})"
+
+
 @pytest.mark.parametrize(
     ("code", "type_"),
     [
@@ -72,14 +77,7 @@ def test_rename_in_work(
     ],
 )
 def test_refused_renames_change_nothing(box: Sandbox, code: str, type_: str) -> None:
-    probe = (
-        "import os\n"
-        "try:\n"
-        f"    {code}\n"
-        "except OSError as exc:\n"
-        "    print(type(exc).__name__)\n"
-        "print(open('in.txt').read(), sorted(n for n in os.listdir('.') if n != 'a.txt'))"
-    )
+    probe = _refused(code, "open('in.txt').read(), sorted(n for n in os.listdir('.') if n != 'a.txt')")
     result = box.run(probe, files=INPUTS)
     assert result.ok, result.error
     assert result.stdout == f"{type_}\ninput ['in.txt']\n"
@@ -108,14 +106,7 @@ def test_default_image_refuses_renames_out_of_work_and_posix_errors(sandbox: San
 
     (The scientific image's guest has a /tmp of its own, so a move there is allowed.)
     """
-    probe = (
-        "import os\nopen('a.txt', 'w').write('a')\n"
-        "try:\n"
-        f"    {code}\n"
-        "except OSError as exc:\n"
-        "    print(type(exc).__name__)\n"
-        "print(open('a.txt').read())"
-    )
+    probe = _refused(code, "open('a.txt').read()", setup="open('a.txt', 'w').write('a')\n")
     result = sandbox.run(probe, files=INPUTS)
     assert result.ok, result.error
     assert result.stdout == f"{type_}\na\n"
