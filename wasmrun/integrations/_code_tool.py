@@ -70,6 +70,11 @@ class CodeTool:
             "additionalProperties": False,
         }
 
+    @property
+    def strict(self) -> bool:
+        """True: `parameters` is a valid OpenAI strict-mode schema (one required string, nothing else)."""
+        return True
+
     def run(self, code: str) -> str:
         """Run `code` in a fresh instance; the model-facing result text."""
         return self.handle({"code": code})

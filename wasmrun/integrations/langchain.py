@@ -25,7 +25,7 @@ from typing_extensions import Unpack
 from .._sandbox import Sandbox
 from ..agent import RunCode
 from ..tools import RunContext, ToolRegistry
-from ._code_tool import CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
+from ._code_tool import CodeTool, CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from langchain_core.tools import StructuredTool
@@ -43,23 +43,7 @@ def run_code_tool(
 
     The options are `wasmrun.integrations.CodeToolOptions`.
     """
-    tool = code_tool(sandbox, **options)
-
-    def run_code(**arguments: Any) -> str:
-        return tool.handle(arguments)
-
-    async def arun_code(**arguments: Any) -> str:
-        return await asyncio.to_thread(tool.handle, arguments)
-
-    # A JSON-schema args_schema: LangChain passes the model's arguments through unvalidated, and RunCode
-    # answers a malformed call with its "invalid arguments" text instead of LangChain raising.
-    return StructuredTool(
-        name=tool.name,
-        description=tool.description,
-        args_schema=tool.parameters,
-        func=run_code,
-        coroutine=arun_code,
-    )
+    return _structured_tool(code_tool(sandbox, **options))
 
 
 def registry_tools(
@@ -75,14 +59,15 @@ def registry_tools(
     return [_structured_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
 
 
-def _structured_tool(tool: DirectTool) -> StructuredTool:
+def _structured_tool(tool: CodeTool | DirectTool) -> StructuredTool:
     def call(**arguments: Any) -> str:
         return tool.handle(arguments)
 
     async def acall(**arguments: Any) -> str:
         return await asyncio.to_thread(tool.handle, arguments)
 
-    # The registry validates (with messages that name the argument), so LangChain passes the arguments through.
+    # A JSON-schema args_schema: LangChain passes the model's arguments through unvalidated, and the tool
+    # (RunCode, or the registry's pipeline) answers a malformed call with text instead of LangChain raising.
     return StructuredTool(
         name=tool.name, description=tool.description, args_schema=tool.parameters, func=call, coroutine=acall
     )

@@ -26,7 +26,7 @@ from typing_extensions import Unpack
 from .._sandbox import Sandbox
 from ..agent import RunCode
 from ..tools import RunContext, ToolRegistry
-from ._code_tool import CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
+from ._code_tool import CodeTool, CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from agents import FunctionTool, RunContextWrapper
@@ -44,19 +44,7 @@ def run_code_tool(
 
     The options are `wasmrun.integrations.CodeToolOptions`.
     """
-    tool = code_tool(sandbox, **options)
-
-    async def invoke(context: RunContextWrapper[Any], arguments: str) -> str:
-        # The SDK hands over the model's raw JSON; RunCode validates it and answers a bad call with text.
-        return await asyncio.to_thread(tool.handle, arguments)
-
-    return FunctionTool(
-        name=tool.name,
-        description=tool.description,
-        params_json_schema=tool.parameters,
-        on_invoke_tool=invoke,
-        strict_json_schema=True,
-    )
+    return _function_tool(code_tool(sandbox, **options))
 
 
 def registry_tools(
@@ -73,7 +61,8 @@ def registry_tools(
     return [_function_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
 
 
-def _function_tool(tool: DirectTool) -> FunctionTool:
+def _function_tool(tool: CodeTool | DirectTool) -> FunctionTool:
+    # The SDK hands over the model's raw JSON; the tool validates it and answers a bad call with text.
     async def invoke(context: RunContextWrapper[Any], arguments: str) -> str:
         return await asyncio.to_thread(tool.handle, arguments)
 

@@ -29,7 +29,7 @@ from typing_extensions import Unpack
 from .._sandbox import Sandbox
 from ..agent import RunCode
 from ..tools import RunContext, ToolRegistry
-from ._code_tool import CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
+from ._code_tool import CodeTool, CodeToolOptions, DirectTool, code_tool, direct_tools, missing_extra
 
 try:
     from pydantic_ai import Tool
@@ -48,14 +48,7 @@ def run_code_tool(
     The options are `wasmrun.integrations.CodeToolOptions`. The tool is synchronous:
     pydantic-ai runs it on a worker thread, and wasmtime releases the GIL.
     """
-    tool = code_tool(sandbox, **options)
-
-    def run_code(**arguments: Any) -> str:
-        return tool.handle(arguments)
-
-    # from_schema: the description and schema are the ones every wasmrun adapter shows, and the arguments
-    # reach RunCode unvalidated, so a malformed call gets RunCode's "invalid arguments" text back.
-    built = Tool[Any].from_schema(run_code, name=tool.name, description=tool.description, json_schema=tool.parameters)
+    built = _pydantic_tool(code_tool(sandbox, **options))
     if max_retries is not None:
         built.max_retries = max_retries
     return built
@@ -81,8 +74,10 @@ def registry_tools(
     return [_pydantic_tool(tool) for tool in direct_tools(source, context=context, max_result_chars=max_result_chars)]
 
 
-def _pydantic_tool(tool: DirectTool) -> Tool[Any]:
+def _pydantic_tool(tool: CodeTool | DirectTool) -> Tool[Any]:
     def call(**arguments: Any) -> str:
         return tool.handle(arguments)
 
+    # from_schema: the description and schema are the ones every wasmrun adapter shows, and the arguments
+    # reach the tool unvalidated, so a malformed call gets its "invalid arguments" text back.
     return Tool[Any].from_schema(call, name=tool.name, description=tool.description, json_schema=tool.parameters)
