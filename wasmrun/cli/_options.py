@@ -127,24 +127,24 @@ def build_limits(
     return Limits(**fields)
 
 
+def _limit_option(flag: str, metavar: str, *, show_default: str, help: str, **extra: Any) -> Any:
+    """A limit's ``typer.Option``, checked by `_check_limit` as it is parsed (a bad value is a usage error)."""
+    return typer.Option(flag, metavar=metavar, callback=_check_limit, show_default=show_default, help=help, **extra)
+
+
 def timeout_option(*, default: float = _DEFAULTS.timeout_s, per: str = "") -> Any:
     """``--timeout SECONDS``: the wall-clock deadline (`Limits.timeout_s`); `per` says of what, e.g. " per sample"."""
-    return typer.Option(
-        "--timeout",
-        metavar="SECONDS",
-        callback=_check_limit,
-        show_default=f"{default:g}",
-        help=f"Wall-clock deadline{per} in seconds.",
+    return _limit_option(
+        "--timeout", "SECONDS", show_default=f"{default:g}", help=f"Wall-clock deadline{per} in seconds."
     )
 
 
 def memory_option(*, per: str = "") -> Any:
     """``--memory SIZE``: the guest memory cap (`Limits.memory_bytes`), as bytes or 256M, 1G, 512MiB."""
-    return typer.Option(
+    return _limit_option(
         "--memory",
-        metavar="SIZE",
+        "SIZE",
         parser=_size_option,
-        callback=_check_limit,
         show_default=f"{_DEFAULTS.memory_bytes // 1024**2}M",
         help=f"Guest memory cap{per}: bytes or a size like 256M, 1G, 512MiB (units are powers of 1024).",
     )
@@ -152,24 +152,14 @@ def memory_option(*, per: str = "") -> Any:
 
 def fuel_option(*, per: str = "") -> Any:
     """``--fuel N``: the CPU budget in wasm instructions (`Limits.fuel`)."""
-    return typer.Option(
-        "--fuel",
-        metavar="N",
-        callback=_check_limit,
-        show_default=f"{_DEFAULTS.fuel:_}",
-        help=f"CPU budget{per} in wasm instructions.",
+    return _limit_option(
+        "--fuel", "N", show_default=f"{_DEFAULTS.fuel:_}", help=f"CPU budget{per} in wasm instructions."
     )
 
 
 def max_output_option(*, help: str = "Cap on each of stdout and stderr, in bytes.") -> Any:
     """``--max-output BYTES``: the cap on each of stdout and stderr (`Limits.max_output_bytes`)."""
-    return typer.Option(
-        "--max-output",
-        metavar="BYTES",
-        callback=_check_limit,
-        show_default=str(_DEFAULTS.max_output_bytes),
-        help=help,
-    )
+    return _limit_option("--max-output", "BYTES", show_default=str(_DEFAULTS.max_output_bytes), help=help)
 
 
 # The limit options as parameter types, for commands that take them with the standard help texts:
