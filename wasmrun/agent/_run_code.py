@@ -60,6 +60,12 @@ def explain_invalid(exc: pydantic.ValidationError) -> str:
     )
 
 
+def invalid_arguments_content(problem: str, *, hint: str) -> str:
+    """The tool result a malformed ``run_code`` call gets: what was wrong, and a `hint` on how to call it right."""
+    message = f"run_code: invalid arguments: {problem}"
+    return to_json({"ok": False, "error": {"kind": "invalid_arguments", "message": message, "hint": hint}})
+
+
 class RunCodeArguments(pydantic.BaseModel):
     """The arguments of a ``run_code`` call."""
 
@@ -353,16 +359,9 @@ class RunCode:
             parsed = self.parse(arguments)
         except pydantic.ValidationError as exc:
             problem = explain_invalid(exc)
-            content = encode_json(
-                {
-                    "ok": False,
-                    "error": {
-                        "kind": "invalid_arguments",
-                        "message": f"run_code: invalid arguments: {problem}",
-                        "hint": 'Call run_code with a JSON object {"code": "<python program>", "language": "python"}.',
-                    },
-                }
-            ).decode()
+            content = invalid_arguments_content(
+                problem, hint='Call run_code with a JSON object {"code": "<python program>", "language": "python"}.'
+            )
             return RunCodeOutcome(code=None, result=None, content=content, problem=problem)
         effective = limits or self.limits
         result = self.run(parsed.code, limits=effective)
@@ -406,15 +405,8 @@ class _RunCodeStep:
             parsed = RunCode.parse(arguments)
         except pydantic.ValidationError as exc:
             problem = explain_invalid(exc)
-            content = to_json(
-                {
-                    "ok": False,
-                    "error": {
-                        "kind": "invalid_arguments",
-                        "message": f"run_code: invalid arguments: {problem}",
-                        "hint": 'Call run_code with {"code": "<the whole Python program>", "language": "python"}.',
-                    },
-                }
+            content = invalid_arguments_content(
+                problem, hint='Call run_code with {"code": "<the whole Python program>", "language": "python"}.'
             )
             self._fail(f"invalid run_code arguments ({problem})")
             return content
