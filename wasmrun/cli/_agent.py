@@ -16,19 +16,22 @@ from ._output import printable
 log_app = typer.Typer(name="log", no_args_is_help=True, help="Read agent transcripts (JSONL, see wasmrun.agent).")
 app.add_typer(log_app, name="log")
 
+# The FILE argument of every ``wasmrun log`` command.
+TranscriptFile = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="A JSONL transcript written by wasmrun.agent.",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
 
 @log_app.command("show")
 def log_show(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            metavar="FILE",
-            help="A JSONL transcript written by wasmrun.agent.",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
-    ],
+    file: TranscriptFile,
     full: Annotated[
         bool,
         typer.Option("--full", help="Also show the system prompt, tool results and long outputs in full."),

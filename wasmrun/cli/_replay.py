@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ._agent import log_app
+from ._agent import TranscriptFile, log_app
 from ._app import EXIT_GUEST_FAILED, EXIT_HOST_ERROR, EXIT_OK, EXIT_USAGE
 from ._output import printable, write_raw
 
@@ -49,16 +49,7 @@ def _read_files(directory: Path) -> dict[str, bytes]:
 
 @log_app.command("replay")
 def log_replay(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            metavar="FILE",
-            help="A JSONL transcript written by wasmrun.agent.",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
-    ],
+    file: TranscriptFile,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     tools: Annotated[
         str | None,
