@@ -236,34 +236,24 @@ def recorded_conversation(image: str = "default") -> list[dict[str, Any]]:
     attempt asks for a column that does not exist and gets the tool's error back);
     ``"default"``: the standard-library version with an SVG chart.
     """
+    # Both recordings follow one script: fetch the targets, a first program that fails, the fix, the answer.
     if image == "scientific":
-        return [
-            call("get_targets", {"quarter": "2024-Q3"}, id="call_targets"),
-            run_code_call(
-                SCIENTIFIC_FIRST_CODE,
-                content="Targets: Jul $295,000, Aug $288,000, Sep $304,000. Now the sales rows, in pandas.",
-                id="call_code_1",
-            ),
-            run_code_call(
-                SCIENTIFIC_CHART_CODE,
-                content="The revenue column is called `revenue`, not `sales`. Fixing that and drawing the chart.",
-                id="call_code_2",
-            ),
-            say(FINAL_ANSWER.replace(CHART_FILE, SCIENTIFIC_CHART_FILE)),
-        ]
+        first_code = SCIENTIFIC_FIRST_CODE
+        first_say = "Targets: Jul $295,000, Aug $288,000, Sep $304,000. Now the sales rows, in pandas."
+        fixed_code = SCIENTIFIC_CHART_CODE
+        fixed_say = "The revenue column is called `revenue`, not `sales`. Fixing that and drawing the chart."
+        answer = FINAL_ANSWER.replace(CHART_FILE, SCIENTIFIC_CHART_FILE)
+    else:
+        first_code = PANDAS_CODE
+        first_say = "Targets: Jul $295,000, Aug $288,000, Sep $304,000. Now I'll aggregate the sales rows in code."
+        fixed_code = CHART_CODE
+        fixed_say = "pandas is not available, so I'll aggregate with the standard library and draw the chart as SVG."
+        answer = FINAL_ANSWER
     return [
         call("get_targets", {"quarter": "2024-Q3"}, id="call_targets"),
-        run_code_call(
-            PANDAS_CODE,
-            content="Targets: Jul $295,000, Aug $288,000, Sep $304,000. Now I'll aggregate the sales rows in code.",
-            id="call_code_1",
-        ),
-        run_code_call(
-            CHART_CODE,
-            content="pandas is not available, so I'll aggregate with the standard library and draw the chart as SVG.",
-            id="call_code_2",
-        ),
-        say(FINAL_ANSWER),
+        run_code_call(first_code, content=first_say, id="call_code_1"),
+        run_code_call(fixed_code, content=fixed_say, id="call_code_2"),
+        say(answer),
     ]
 
 
