@@ -11,22 +11,14 @@ from rich.console import Console
 from rich.text import Text
 
 from ._app import EXIT_GUEST_FAILED, EXIT_HOST_ERROR, EXIT_OK, EXIT_USAGE, app
+from ._options import input_file_argument
 from ._output import printable
 
 log_app = typer.Typer(name="log", no_args_is_help=True, help="Read agent transcripts (JSONL, see wasmrun.agent).")
 app.add_typer(log_app, name="log")
 
 # The FILE argument of every ``wasmrun log`` command.
-TranscriptFile = Annotated[
-    Path,
-    typer.Argument(
-        metavar="FILE",
-        help="A JSONL transcript written by wasmrun.agent.",
-        exists=True,
-        dir_okay=False,
-        show_default=False,
-    ),
-]
+TranscriptFile = Annotated[Path, input_file_argument("FILE", "A JSONL transcript written by wasmrun.agent.")]
 
 
 @log_app.command("show")

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .._errors import WasmrunError
 from ._app import EXIT_HOST_ERROR, EXIT_USAGE, app
-from ._options import build_limits, fuel_option, max_output_option, memory_option, timeout_option
+from ._options import build_limits, fuel_option, input_file_argument, max_output_option, memory_option, timeout_option
 from ._output import printable, write_raw
 
 _EVAL_BACKENDS: Final = ("threads", "processes", "ray")
@@ -32,14 +32,7 @@ _EVAL_TIMEOUT_S: Final = 3.0  # the reference harness's default
 @app.command("eval")
 def eval_command(
     samples: Annotated[
-        Path,
-        typer.Argument(
-            metavar="SAMPLES",
-            help="Samples JSONL(.gz), one {task_id, completion} object per line.",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
+        Path, input_file_argument("SAMPLES", "Samples JSONL(.gz), one {task_id, completion} object per line.")
     ],
     problems: Annotated[
         Path,

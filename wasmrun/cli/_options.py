@@ -77,6 +77,11 @@ def _size_option(text: str) -> int:
         raise typer.BadParameter(str(exc)) from None
 
 
+def input_file_argument(metavar: str, help: str) -> Any:
+    """A required FILE argument that must name an existing file (not a directory), checked before the command runs."""
+    return typer.Argument(metavar=metavar, help=help, exists=True, dir_okay=False, show_default=False)
+
+
 # ------------------------------------------------------------------------- limits
 
 _DEFAULTS: Final = Limits()
