@@ -21,8 +21,9 @@ and shadowed (``linker.allow_shadowing``) where it must not be trusted:
   ends at the run's deadline (kind ``timeout``).
 * ``fd_write`` to fds 1 and 2 goes to `RunState.write_output` (caps and
   ``output_limit``); the shim line-buffers both, so output survives a trap.
-* Files: every instance has a private host directory (mode 0700) with a
-  scratch ``/work`` (the working directory; input files are copied in) and a
+* Files: every instance has a private host directory (mode 0700, in the
+  process's scratch root; see `_scratch` for the sweep of roots that killed
+  processes left) with a scratch ``/work`` (the working directory; input files are copied in) and a
   ``/tmp``, both preopened read-write, so the guest can ``savefig`` and use
   ``tempfile``. Writes (``fd_write``/``fd_pwrite`` to other fds,
   ``fd_allocate``, ``fd_filestat_set_size``) are checked against
@@ -45,14 +46,12 @@ the instance); they never classify anything themselves.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import importlib.metadata
 import os
 import posixpath
 import re
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,6 +68,7 @@ from .._backend import MAX_WASM_STACK, Backend, EpochTicker, GuestTrap
 from . import _install as _sciimage
 from . import _state
 from ._instance import GUEST_WORK, ScientificInstance
+from ._scratch import ScratchRoot
 from ._template import Template, is_regular, mutable_globals
 from ._wasi import MASK32, SHADOWS, host_function, trap_text
 
@@ -219,9 +219,8 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
         self._template: Template | None = None
         self._template_lock = threading.Lock()
         self._template_thread: threading.Thread | None = None
-        # Host directories of instances not yet closed; removed at exit too (pool threads are daemons).
-        self._live: set[Path] = set()
-        atexit.register(self._remove_live_directories)
+        # Instances' host directories live in one root per process, removed at exit (pool threads are daemons).
+        self._scratch = ScratchRoot()
         self.shim_code = b""
         self.shim_code = self._compile_shim()
 
@@ -277,8 +276,7 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
 
     def _raw(self, memory_bytes: int) -> ScientificInstance:
         """A new store and instance of the snapshot, its host directory, WASI and trampoline; no guest code run."""
-        root = Path(tempfile.mkdtemp(prefix="wasmrun-sci-"))  # mode 0700, ours
-        self._live.add(root)
+        root = self._scratch.instance_dir()  # mode 0700, ours
         store = wasmtime.Store(self.engine)
         instance = ScientificInstance(store, root)
         try:
@@ -481,11 +479,6 @@ class ScientificBackend(_state.Sessions, Backend[ScientificInstance]):
             _sigint.close(instance.store)
         finally:
             shutil.rmtree(instance.root, ignore_errors=True)
-            self._live.discard(instance.root)
-
-    def _remove_live_directories(self) -> None:
-        for root in list(self._live):
-            shutil.rmtree(root, ignore_errors=True)
 
     def describe(self) -> dict[str, Any]:
         return {
