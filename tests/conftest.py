@@ -9,8 +9,12 @@ sandbox between tests does not share any guest state.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import typing
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -108,6 +112,45 @@ class RecordingRegistry:
 
 
 # -- framework adapters (tests/integrations): a sandbox whose registry the guest reaches as `import tools` --
+# The sync entry points of the OpenAI Agents SDK (`Runner.run_sync`) and pydantic-ai (`Agent.run_sync`) make
+# the thread's default event loop when there is none and leave it open and installed, on purpose (loop-bound
+# state is kept between calls). In a test process that loop outlived its test until a later `asyncio.run`
+# replaced the default loop, and was garbage-collected unclosed in whatever test ran then (CI's unraisable
+# `BaseEventLoop.__del__ ... Invalid file descriptor` warning, in test_async's leak test). Their tests
+# therefore run on a default loop of their own, closed afterwards.
+
+
+@contextmanager
+def closed_default_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh default event loop for this thread, uninstalled and closed on exit."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+def default_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """`closed_default_loop` for one test that calls a framework's sync entry point."""
+    with closed_default_loop() as loop:
+        yield loop
+
+
+def loop_warnings_after(sync_call: Callable[[], object]) -> list[str]:
+    """The ResourceWarnings once `sync_call` has run inside `closed_default_loop` and everything is collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with closed_default_loop() as loop:
+            sync_call()
+            assert asyncio.get_event_loop_policy().get_event_loop() is loop  # the framework used it
+        del loop
+        gc.collect()  # an unclosed loop warns when it is collected
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
 ToolLedger = list[tuple[str, dict[str, object]]]
 """The calls the host tools saw, in order: tests check the guest really reached them."""
 

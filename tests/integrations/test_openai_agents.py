@@ -9,11 +9,14 @@ import pytest
 from agents import Agent, FunctionTool, RunConfig, Runner
 from agents.items import ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
+from conftest import loop_warnings_after
 
 import wasmrun
 from wasmrun.integrations.openai_agents import registry_tools, run_code_tool
 
 OFFLINE = RunConfig(tracing_disabled=True)  # no trace export: the tests never leave the machine
+
+pytestmark = pytest.mark.usefixtures("default_event_loop")  # `Runner.run_sync` leaves its loop open (conftest)
 
 
 def outputs(result: Any) -> list[dict[str, Any]]:
@@ -113,3 +116,8 @@ def test_registry_tools_next_to_run_code(tool_sandbox: wasmrun.Sandbox) -> None:
     assert outputs(result) == [{"ok": True, "result": 42}, {"ok": True, "value": "2", "tool_calls": 1}]
     add = next(tool for tool in tools if tool.name == "add")
     assert isinstance(add, FunctionTool) and add.strict_json_schema
+
+
+def test_the_loop_run_sync_leaves_open_is_closed_with_its_test(tool_sandbox: wasmrun.Sandbox) -> None:
+    agent = Agent(name="a", model=ScriptedModel([[assistant_message("hi")]]), tools=[run_code_tool(tool_sandbox)])
+    assert loop_warnings_after(lambda: Runner.run_sync(agent, "hi", run_config=OFFLINE)) == []

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from conftest import loop_warnings_after
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -14,6 +15,8 @@ from pydantic_ai.models.test import TestModel
 import wasmrun
 from wasmrun.agent import RunCode
 from wasmrun.integrations.pydantic_ai import code_toolset, registry_tools, run_code_tool
+
+pytestmark = pytest.mark.usefixtures("default_event_loop")  # `Agent.run_sync` leaves its loop open (conftest)
 
 
 def scripted(*programs: str) -> tuple[FunctionModel, list[AgentInfo]]:
@@ -154,3 +157,8 @@ def test_registry_tools_are_called_directly_through_the_pipeline(
         ("add", "model", "ok"),
         ("fail", "model", "error"),
     ]
+
+
+def test_the_loop_run_sync_leaves_open_is_closed_with_its_test(tool_sandbox: wasmrun.Sandbox) -> None:
+    agent = Agent(TestModel(call_tools=[]), toolsets=[code_toolset(tool_sandbox)])
+    assert loop_warnings_after(lambda: agent.run_sync("hi")) == []
