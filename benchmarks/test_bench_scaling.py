@@ -246,13 +246,21 @@ def _pipeline_us(registry: wasmrun.ToolRegistry) -> float:
 
 
 @pytest.mark.benchmark(group="tool-rt")
-@pytest.mark.parametrize("handler", ["inline", "thread"])
-def test_tool_roundtrip_noop(benchmark: Any, handler: str) -> None:
+@pytest.mark.parametrize("handler", ["inline", "thread", "thread-unpinned"])
+def test_tool_roundtrip_noop(benchmark: Any, handler: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """TOOL_CALLS guest calls of `tools.noop()`; extra_info: per-call round trip net of the local loop.
 
     Also per call: the guest's share (wasm instructions, a count) and the host pipeline alone (timed
     without a guest); the rest of `us_per_call` is the crossing (wasmtime + the ctypes callback).
+    "thread-unpinned" is the default threaded handler with the hand-off's CPU affinity turned off
+    (`wasmrun.tools._affinity`), the lever's baseline in the same run.
     """
+    from wasmrun.tools import _affinity
+
+    if handler == "thread-unpinned":
+        monkeypatch.setattr(_affinity, "enabled", False)
+    elif handler == "thread" and not _affinity.enabled:
+        pytest.skip("no CPU affinity on this platform: 'thread' would repeat 'thread-unpinned'")
     registry = _tool_registry(handler == "inline")
     with wasmrun.Sandbox(executor="inline", prewarm=0, tools=registry) as sb:
         baseline = [sb.run(_loop("local()")) for _ in range(3)]
@@ -263,7 +271,7 @@ def test_tool_roundtrip_noop(benchmark: Any, handler: str) -> None:
     fuel = (result.stats.fuel_used - baseline[0].stats.fuel_used) / TOOL_CALLS
     benchmark.extra_info["guest_instructions_per_call"] = round(fuel)
     benchmark.extra_info["host_pipeline_us_per_call"] = round(_pipeline_us(registry), 1)
-    if handler == "thread":
+    if handler != "inline":
         benchmark.extra_info["bare_thread_handoff_us"] = round(_thread_handoff_us(), 1)
 
 

@@ -14,12 +14,17 @@ Decision = Literal["allowed", "denied", "invalid"]
 Outcome = Literal["ok", "error", "denied", "invalid", "timeout"]
 
 
-class ToolCallRecord(msgspec.Struct, frozen=True, kw_only=True):
+class ToolCallRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One call of a tool, from guest code or from a model's structured tool call.
 
     ``arguments`` are the validated arguments when validation passed, else the
     raw payload as received (a string, capped). ``result`` is the JSON value the
     caller received when ``outcome == "ok"``; ``error`` the message otherwise.
+
+    ``gc=False``: a record holds only strings, numbers and the JSON values of a
+    call, which never refer back to it, so it cannot be part of a reference
+    cycle; untracked, the thousands a tool-heavy run keeps are not traversed by
+    every collection the host's later allocations trigger.
     """
 
     id: int

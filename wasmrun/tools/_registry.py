@@ -385,7 +385,7 @@ class ToolRegistry:
             gate = Job(self._check_policy, (tool, call), {})
             if not self._workers.submit(gate):
                 return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
-            if not wait_for(gate.done, run, _remaining(run, self.approval_timeout_s)):
+            if not wait_for(gate, run, _remaining(run, self.approval_timeout_s)):
                 if run is not None and (run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns):
                     return deadline_passed("waiting for policy or approval")
                 return finish("denied", "denied", shown, reason="approval timed out",
@@ -406,7 +406,7 @@ class ToolRegistry:
             job = Job(tool.func, tuple(positional), values)
             if not self._workers.submit(job):
                 return finish("allowed", "error", shown, error=f"{name}: too many tool calls in progress")
-            finished = wait_for(job.done, run, _remaining(run, tool.timeout_s))
+            finished = wait_for(job, run, _remaining(run, tool.timeout_s))
             value, failure = job.value, job.error
         if not finished:
             if run is not None and (run.cancel.is_set() or time.monotonic_ns() >= run.deadline_ns):
