@@ -143,7 +143,12 @@ class Workers:
                 self._threads += 1
         if worker is None:
             job.worker = worker = _Worker(job)
-            threading.Thread(target=self._loop, args=(worker,), name="wasmrun-tool", daemon=True).start()
+            try:
+                threading.Thread(target=self._loop, args=(worker,), name="wasmrun-tool", daemon=True).start()
+            except RuntimeError:  # "can't start new thread": the process is at its limit
+                with self._lock:
+                    self._threads -= 1
+                return False
             return True
         job.worker = worker
         worker.job = job
@@ -160,15 +165,17 @@ class Workers:
             assert job is not None
             worker.job = None
             try:
-                value = job.func(*job.args, **job.kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_await(value))
-                job.value = value
-            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
-                job.error = exc
-            with self._lock:
-                self._idle.append(worker)
-            job.done.set()  # last: once the caller runs again, this thread only goes to sleep
+                try:
+                    value = job.func(*job.args, **job.kwargs)
+                    if inspect.isawaitable(value):
+                        value = asyncio.run(_await(value))
+                    job.value = value
+                except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit must not escape either
+                    job.error = exc
+            finally:
+                with self._lock:
+                    self._idle.append(worker)
+                job.done.set()  # last: once the caller runs again, this thread only goes to sleep
             worker.wake.acquire()
 
 
