@@ -8,11 +8,14 @@ runs, which is exactly the case the sweep exists for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,25 @@ def test_instances_live_in_the_backends_locked_root() -> None:
         root = backend._scratch.path
         assert root is not None and root.name.startswith(PREFIX) and (root / LOCK_NAME).is_file()
         assert root not in sweep(root.parent)
+
+
+def test_instances_made_at_once_share_one_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool thread and a caller can make instances at the same moment: one root, one lock, no orphan."""
+    scratch = ScratchRoot(tmp_path)
+    real_sweep = _scratch.sweep
+    arrived = threading.Barrier(2, timeout=10)
+
+    def slow_sweep(parent: Path) -> list[Path]:  # widen the window between "no root yet" and "root made"
+        with contextlib.suppress(threading.BrokenBarrierError):
+            arrived.wait(timeout=0.5)
+        return real_sweep(parent)
+
+    monkeypatch.setattr(_scratch, "sweep", slow_sweep)
+    with ThreadPoolExecutor(2) as pool:
+        dirs = list(pool.map(lambda _: scratch.instance_dir(), range(2)))
+    try:
+        roots = [p for p in tmp_path.iterdir() if p.name.startswith(PREFIX)]
+        assert roots == [scratch.path]
+        assert {d.parent for d in dirs} == {scratch.path}
+    finally:
+        scratch.remove()

@@ -38,6 +38,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 logger = logging.getLogger("wasmrun.scientific")
@@ -92,12 +93,15 @@ class ScratchRoot:
         self.parent = parent
         self.path: Path | None = None
         self._lock_fd = -1
+        self._making = threading.Lock()  # the pool thread and a caller may make the first instances together
 
     def instance_dir(self) -> Path:
         """A new private directory (mode 0700) for one instance."""
-        if self.path is None:
-            self.path = self._make()
-        return Path(tempfile.mkdtemp(dir=self.path))
+        with self._making:
+            if self.path is None:
+                self.path = self._make()
+            root = self.path
+        return Path(tempfile.mkdtemp(dir=root))
 
     def _make(self) -> Path:
         parent = Path(self.parent if self.parent is not None else tempfile.gettempdir())
